@@ -1,0 +1,52 @@
+/*
+ * ringcast/config.h — the server's configuration: command-line flags, each
+ * also readable from the environment as RINGCAST_<NAME> (dashes become
+ * underscores), plus the seeds' PORT. Flags win over the environment.
+ *
+ * Parsed once by the main thread before any shard starts; read-only after.
+ */
+#ifndef RINGCAST_CONFIG_H
+#define RINGCAST_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define RINGCAST_VERSION "0.1.0"
+
+struct rc_config {
+    struct sockaddr_storage listen_addr;
+    socklen_t listen_addr_len;
+    char listen_text[96]; /* as given, for logs */
+
+    unsigned shards;            /* --shards, default: online CPUs */
+    bool echo;                  /* --echo: /echo endpoint */
+    uint64_t max_message_bytes; /* --max-message-bytes, default 16 MiB */
+    uint64_t max_queue_bytes;   /* --max-queue-bytes, default 1 MiB */
+    uint64_t max_body_bytes;    /* --max-body-bytes, HTTP request bodies, default 1 MiB */
+    size_t max_head_bytes;      /* --max-head-bytes, default 8192 */
+    size_t max_headers;         /* --max-headers, default 64 */
+    size_t max_line_bytes;      /* --max-line-bytes, default 4096 */
+    unsigned max_conns;         /* --max-conns, per process; default from RLIMIT_NOFILE */
+    unsigned drain_s;           /* --drain-s, graceful shutdown budget, default 10 */
+    unsigned request_timeout_ms;/* --request-timeout-ms, HTTP head/body and keep-alive idle, default 10000 */
+    unsigned close_timeout_ms;  /* --close-timeout-ms, wait for the peer's close frame / FIN, default 3000 */
+    unsigned ring_entries;      /* --ring-entries, SQ size per shard, default 4096 */
+    unsigned recv_buf_count;    /* --recv-bufs, provided recv buffers per shard, default 1024 */
+    unsigned recv_buf_size;     /* --recv-buf-size, bytes each, default 16384 */
+    int log_level;              /* --log-level error|warn|info|debug */
+};
+
+/*
+ * Fills *cfg from defaults, the environment, then argv. Returns 0 on
+ * success, 1 when --help or --version was handled (the caller exits 0), or
+ * -EINVAL after printing a clear message naming the bad flag to stderr.
+ */
+int rc_config_parse(struct rc_config *cfg, int argc, char **argv);
+
+/* Parses "ADDR:PORT", "[v6]:PORT" or ":PORT" into a socket address.
+ * Returns 0 or -EINVAL. */
+int rc_parse_listen_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len);
+
+#endif

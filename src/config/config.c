@@ -1,0 +1,267 @@
+/*
+ * config.c — flag and environment parsing (see ringcast/config.h).
+ *
+ * One table describes every option: its flag, its kind, where it lands in
+ * struct rc_config, and its help text, so --help, the environment names and
+ * the parser can never disagree. Main thread, start-up only.
+ */
+#include "ringcast/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "ringcast/util.h"
+
+enum opt_kind { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_LISTEN, OPT_LOGLEVEL };
+
+struct opt {
+    const char *name; /* flag without the leading dashes */
+    enum opt_kind kind;
+    size_t offset;
+    size_t width; /* of the target field, for OPT_UINT / OPT_SIZE */
+    uint64_t min, max;
+    const char *help;
+};
+
+#define F(field) offsetof(struct rc_config, field), sizeof(((struct rc_config *)0)->field)
+
+static const struct opt opts[] = {
+    {"listen", OPT_LISTEN, F(listen_addr), 0, 0, "ADDR:PORT of the plain ws:// and HTTP listener (default 0.0.0.0:8080; env PORT sets the port)"},
+    {"shards", OPT_UINT, F(shards), 1, 256, "shard threads, one io_uring each (default: online CPUs)"},
+    {"echo", OPT_BOOL, F(echo), 0, 1, "serve /echo, a WebSocket endpoint echoing every message (conformance testing)"},
+    {"max-message-bytes", OPT_SIZE, F(max_message_bytes), 125, 1u << 30, "largest client message; bigger closes with 1009 (default 16777216)"},
+    {"max-queue-bytes", OPT_SIZE, F(max_queue_bytes), 4096, 1ull << 32, "per-connection send queue cap (default 1048576)"},
+    {"max-body-bytes", OPT_SIZE, F(max_body_bytes), 0, 1u << 30, "largest HTTP request body; bigger gets 413 (default 1048576)"},
+    {"max-head-bytes", OPT_SIZE, F(max_head_bytes), 256, 1u << 20, "largest HTTP request head; bigger gets 431 (default 8192)"},
+    {"max-headers", OPT_SIZE, F(max_headers), 1, 100, "most HTTP request headers; more gets 431 (default 64)"},
+    {"max-line-bytes", OPT_SIZE, F(max_line_bytes), 64, 1u << 20, "longest request or header line; longer gets 414/431 (default 4096)"},
+    {"max-conns", OPT_UINT, F(max_conns), 1, 10000000, "most concurrent connections (default: RLIMIT_NOFILE minus a reserve)"},
+    {"drain-s", OPT_UINT, F(drain_s), 0, 3600, "seconds SIGTERM/SIGINT waits for clients to close before exiting (default 10)"},
+    {"request-timeout-ms", OPT_UINT, F(request_timeout_ms), 100, 3600000, "HTTP request and keep-alive idle timeout (default 10000)"},
+    {"close-timeout-ms", OPT_UINT, F(close_timeout_ms), 10, 600000, "wait for the peer's close after ours (default 3000)"},
+    {"ring-entries", OPT_UINT, F(ring_entries), 64, 32768, "io_uring submission queue size per shard (default 4096)"},
+    {"recv-bufs", OPT_UINT, F(recv_buf_count), 16, 32768, "provided receive buffers per shard, a power of two (default 1024)"},
+    {"recv-buf-size", OPT_UINT, F(recv_buf_size), 1024, 1u << 20, "bytes per provided receive buffer (default 16384)"},
+    {"log-level", OPT_LOGLEVEL, F(log_level), 0, 0, "error, warn, info or debug (default info)"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "ringcast %s: WebSocket broadcast engine on io_uring\n\n"
+            "usage: ringcast [flags]\n\n"
+            "Every flag can also be set in the environment as RINGCAST_<NAME>\n"
+            "(e.g. RINGCAST_LISTEN=127.0.0.1:9000, RINGCAST_ECHO=1); flags win.\n\n",
+            RINGCAST_VERSION);
+    for (size_t i = 0; i < RC_ARRAY_LEN(opts); i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s%s", opts[i].name, opts[i].kind == OPT_BOOL ? "" : " V");
+        fprintf(f, "  %-26s %s\n", flag, opts[i].help);
+    }
+    fprintf(f, "  %-26s %s\n  %-26s %s\n", "--help", "this text", "--version", "print the version");
+}
+
+int rc_parse_listen_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len) {
+    char host[64];
+    const char *port_s;
+    memset(ss, 0, sizeof *ss);
+    if (text[0] == '[') {
+        const char *end = strchr(text, ']');
+        if (!end || end[1] != ':' || (size_t)(end - text - 1) >= sizeof host) return -EINVAL;
+        memcpy(host, text + 1, (size_t)(end - text - 1));
+        host[end - text - 1] = 0;
+        port_s = end + 2;
+    } else {
+        const char *colon = strrchr(text, ':');
+        if (!colon || (size_t)(colon - text) >= sizeof host) return -EINVAL;
+        memcpy(host, text, (size_t)(colon - text));
+        host[colon - text] = 0;
+        port_s = colon + 1;
+    }
+    char *endp;
+    errno = 0;
+    unsigned long port = strtoul(port_s, &endp, 10);
+    if (errno || *port_s == 0 || *endp || port > 65535) return -EINVAL;
+    if (host[0] == 0) strcpy(host, "0.0.0.0");
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *len = sizeof *a4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *a6;
+        return 0;
+    }
+    return -EINVAL; /* names are not resolved: a blocking lookup has no place here */
+}
+
+/* Parses a size with an optional K/M/G suffix (powers of 1024). */
+static int parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s)) return -EINVAL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno) return -EINVAL;
+    uint64_t mul = 1;
+    if (*end == 'k' || *end == 'K') mul = 1024, end++;
+    else if (*end == 'm' || *end == 'M') mul = 1024 * 1024, end++;
+    else if (*end == 'g' || *end == 'G') mul = 1024ull * 1024 * 1024, end++;
+    if (*end == 'i' || *end == 'B' || *end == 'b') end++;
+    if (*end == 'B') end++;
+    if (*end) return -EINVAL;
+    if (v > UINT64_MAX / mul) return -EINVAL;
+    *out = v * mul;
+    return 0;
+}
+
+static int apply(struct rc_config *cfg, const struct opt *o, const char *val, const char *source) {
+    char *field = (char *)cfg + o->offset;
+    switch (o->kind) {
+    case OPT_BOOL: {
+        bool v;
+        if (!val || !strcmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes") || !strcasecmp(val, "on"))
+            v = true;
+        else if (!strcmp(val, "0") || !strcasecmp(val, "false") || !strcasecmp(val, "no") || !strcasecmp(val, "off") || !*val)
+            v = false;
+        else {
+            fprintf(stderr, "ringcast: %s: --%s takes no value or one of 1/0/true/false, got \"%s\"\n", source, o->name, val);
+            return -EINVAL;
+        }
+        *(bool *)field = v;
+        return 0;
+    }
+    case OPT_UINT:
+    case OPT_SIZE: {
+        uint64_t v;
+        if (parse_size(val, &v) < 0 || v < o->min || v > o->max) {
+            fprintf(stderr, "ringcast: %s: --%s wants a number from %llu to %llu, got \"%s\"\n", source,
+                    o->name, (unsigned long long)o->min, (unsigned long long)o->max, val);
+            return -EINVAL;
+        }
+        if (o->width == sizeof(uint64_t))
+            *(uint64_t *)field = v;
+        else
+            *(unsigned *)field = (unsigned)v;
+        return 0;
+    }
+    case OPT_LISTEN:
+        if (rc_parse_listen_addr(val, &cfg->listen_addr, &cfg->listen_addr_len) < 0) {
+            fprintf(stderr, "ringcast: %s: --listen wants ADDR:PORT with a numeric address (e.g. 127.0.0.1:8080 or [::]:8080), got \"%s\"\n", source, val);
+            return -EINVAL;
+        }
+        snprintf(cfg->listen_text, sizeof cfg->listen_text, "%s", val);
+        return 0;
+    case OPT_LOGLEVEL: {
+        static const char *const names[] = {"error", "warn", "info", "debug"};
+        for (int i = 0; i < 4; i++)
+            if (!strcasecmp(val, names[i])) {
+                cfg->log_level = i;
+                return 0;
+            }
+        fprintf(stderr, "ringcast: %s: --log-level wants error, warn, info or debug, got \"%s\"\n", source, val);
+        return -EINVAL;
+    }
+    }
+    return -EINVAL;
+}
+
+static void defaults(struct rc_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    rc_parse_listen_addr("0.0.0.0:8080", &cfg->listen_addr, &cfg->listen_addr_len);
+    strcpy(cfg->listen_text, "0.0.0.0:8080");
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->shards = n > 0 ? (unsigned)n : 1;
+    cfg->max_message_bytes = 16u << 20;
+    cfg->max_queue_bytes = 1u << 20;
+    cfg->max_body_bytes = 1u << 20;
+    cfg->max_head_bytes = 8192;
+    cfg->max_headers = 64;
+    cfg->max_line_bytes = 4096;
+    cfg->drain_s = 10;
+    cfg->request_timeout_ms = 10000;
+    cfg->close_timeout_ms = 3000;
+    cfg->ring_entries = 4096;
+    cfg->recv_buf_count = 1024;
+    cfg->recv_buf_size = 16384;
+    cfg->log_level = RC_LOG_INFO;
+}
+
+int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
+    defaults(cfg);
+
+    const char *port = getenv("PORT");
+    if (port && *port) {
+        char text[32];
+        snprintf(text, sizeof text, "0.0.0.0:%s", port);
+        if (apply(cfg, &opts[0], text, "environment PORT") < 0) return -EINVAL;
+    }
+    for (size_t i = 0; i < RC_ARRAY_LEN(opts); i++) {
+        char env[80] = "RINGCAST_";
+        size_t k = strlen(env);
+        for (const char *p = opts[i].name; *p && k < sizeof env - 1; p++)
+            env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        env[k] = 0;
+        const char *v = getenv(env);
+        if (v && apply(cfg, &opts[i], v, env) < 0) return -EINVAL;
+    }
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 1;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("ringcast %s\n", RINGCAST_VERSION);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "ringcast: unexpected argument \"%s\" (see --help)\n", a);
+            return -EINVAL;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const struct opt *o = NULL;
+        for (size_t j = 0; j < RC_ARRAY_LEN(opts); j++)
+            if (strlen(opts[j].name) == nlen && !strncmp(opts[j].name, name, nlen)) o = &opts[j];
+        if (!o) {
+            fprintf(stderr, "ringcast: unknown flag \"%s\" (see --help)\n", a);
+            return -EINVAL;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val && o->kind != OPT_BOOL) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "ringcast: --%s needs a value (see --help)\n", o->name);
+                return -EINVAL;
+            }
+            val = argv[++i];
+        }
+        if (apply(cfg, o, val, "command line") < 0) return -EINVAL;
+    }
+
+    if (cfg->recv_buf_count & (cfg->recv_buf_count - 1)) {
+        fprintf(stderr, "ringcast: --recv-bufs must be a power of two, got %u\n", cfg->recv_buf_count);
+        return -EINVAL;
+    }
+    if (cfg->max_headers > 100) cfg->max_headers = 100;
+    if (cfg->max_conns == 0) {
+        struct rlimit rl;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rlim_t n = rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 16;
+        cfg->max_conns = n > 10000000 ? 10000000 : (unsigned)n;
+    }
+    return 0;
+}

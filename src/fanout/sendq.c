@@ -1,0 +1,122 @@
+/*
+ * sendq.c — per-connection send queues of buffer references and the
+ * per-shard node pool behind them (see ringcast/sendq.h for the contract).
+ *
+ * Thread: the owning shard only.
+ */
+#include "ringcast/sendq.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#define SLAB_NODES 1024
+
+struct slab {
+    struct slab *next;
+    struct rc_sendq_node nodes[SLAB_NODES];
+};
+
+static struct rc_sendq_node *node_get(struct rc_sendq_pool *pool) {
+    if (!pool->free) {
+        struct slab *s = malloc(sizeof *s);
+        if (!s) return NULL;
+        s->next = pool->slabs;
+        pool->slabs = s;
+        for (size_t i = 0; i < SLAB_NODES; i++) {
+            s->nodes[i].next = pool->free;
+            pool->free = &s->nodes[i];
+        }
+        pool->nodes_total += SLAB_NODES;
+        pool->nodes_free += SLAB_NODES;
+    }
+    struct rc_sendq_node *n = pool->free;
+    pool->free = n->next;
+    pool->nodes_free--;
+    return n;
+}
+
+static void node_put(struct rc_sendq_pool *pool, struct rc_sendq_node *n) {
+    n->next = pool->free;
+    n->buf = NULL;
+    pool->free = n;
+    pool->nodes_free++;
+}
+
+int rc_sendq_push(struct rc_sendq *q, struct rc_sendq_pool *pool, struct rc_buf *b) {
+    struct rc_sendq_node *n = node_get(pool);
+    if (!n) return -ENOMEM;
+    rc_buf_ref(b);
+    n->buf = b;
+    n->next = NULL;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    q->count++;
+    q->bytes += b->len;
+    return 0;
+}
+
+int rc_sendq_fill_iov(const struct rc_sendq *q, struct iovec *iov, int max, size_t *total) {
+    int i = 0;
+    size_t sum = 0;
+    uint32_t off = q->head_off;
+    for (const struct rc_sendq_node *n = q->head; n && i < max; n = n->next) {
+        if (n->buf->len - off == 0) { /* empty buffers carry nothing */
+            off = 0;
+            continue;
+        }
+        iov[i].iov_base = n->buf->data + off;
+        iov[i].iov_len = n->buf->len - off;
+        sum += iov[i].iov_len;
+        i++;
+        off = 0;
+    }
+    *total = sum;
+    return i;
+}
+
+void rc_sendq_consume(struct rc_sendq *q, struct rc_sendq_pool *pool, size_t n) {
+    q->bytes -= n;
+    while (q->head) {
+        struct rc_sendq_node *h = q->head;
+        size_t left = h->buf->len - q->head_off;
+        if (n < left) {
+            q->head_off += (uint32_t)n;
+            return;
+        }
+        n -= left;
+        q->head = h->next;
+        if (!q->head) q->tail = NULL;
+        q->head_off = 0;
+        q->count--;
+        rc_buf_unref(h->buf);
+        node_put(pool, h);
+    }
+}
+
+void rc_sendq_clear(struct rc_sendq *q, struct rc_sendq_pool *pool) {
+    while (q->head) {
+        struct rc_sendq_node *h = q->head;
+        q->head = h->next;
+        rc_buf_unref(h->buf);
+        node_put(pool, h);
+    }
+    q->tail = NULL;
+    q->bytes = 0;
+    q->count = 0;
+    q->head_off = 0;
+}
+
+void rc_sendq_pool_destroy(struct rc_sendq_pool *pool) {
+    struct slab *s = pool->slabs;
+    while (s) {
+        struct slab *next = s->next;
+        free(s);
+        s = next;
+    }
+    pool->slabs = NULL;
+    pool->free = NULL;
+    pool->nodes_total = pool->nodes_free = 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * main.c — process start-up: configuration, resource limits, signals, and
+ * the server's start / wait / stop.
+ *
+ * The main thread owns no connection. It blocks every signal (so shard
+ * threads inherit the mask and never see one), starts the shards, then
+ * waits in sigwait(): SIGINT or SIGTERM begins the graceful drain; a second
+ * one is not needed — the drain budget (--drain-s) bounds the exit.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "ringcast/config.h"
+#include "ringcast/server.h"
+#include "ringcast/util.h"
+
+/* Connection counts are bounded by descriptors: take the hard limit. */
+static void raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv) {
+    raise_nofile();
+    struct rc_config cfg;
+    int ret = rc_config_parse(&cfg, argc, argv);
+    if (ret == 1) return 0;
+    if (ret < 0) return 2;
+    rc_log_threshold = cfg.log_level;
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    struct rc_server *srv = rc_server_create(&cfg);
+    if (!srv) rc_die("out of memory creating the server");
+    ret = rc_server_start(srv);
+    if (ret < 0) {
+        rc_server_destroy(srv);
+        return 1;
+    }
+
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) continue;
+        if (sig == SIGINT || sig == SIGTERM) {
+            RC_INFO("%s: draining (up to %us)", sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_s);
+            break;
+        }
+        /* SIGHUP (certificate reload) and SIGPIPE: nothing to do yet. */
+    }
+    rc_server_stop(srv);
+    rc_server_wait(srv);
+    rc_server_destroy(srv);
+    RC_INFO("exiting");
+    return 0;
+}

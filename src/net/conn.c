@@ -1,0 +1,468 @@
+/*
+ * conn.c — one connection's life on its shard: received bytes through the
+ * HTTP parser or the WebSocket decoder, queued sends, the close handshake,
+ * and teardown.
+ *
+ * Lifecycle (see docs/architecture.md for the picture):
+ *   accept → HTTP ─(101)→ WS ─(close sent)→ CLOSING ─(peer close / timeout)→ DEAD
+ *              └─(final response)→ LINGER ─(EOF / timeout)→ DEAD
+ * A connection is freed in two steps: rc_conn_abort() marks it DEAD and
+ * submits a cancel of everything in flight on its fd; the memory and the fd
+ * are released only by rc_conn_complete() once the last of its requests
+ * (recv, send, cancel) has completed, so no completion can ever see freed
+ * memory and a reused fd number can never receive a stale request.
+ *
+ * Input: a recv completion hands over a provided buffer, which is parsed in
+ * place and recycled at once; only an incomplete request head, frame header
+ * or control frame is copied into the connection's small `carry` buffer.
+ * Message payload streams from the recv buffer into `msg_buf`.
+ *
+ * Thread: the owning shard only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "shard.h"
+#include "ringcast/util.h"
+
+/* ---- deadlines ---- */
+
+void rc_conn_set_deadline(struct rc_shard *s, struct rc_conn *c, uint64_t deadline_ms) {
+    if (c->timed_next) { /* unlink */
+        c->timed_prev->timed_next = c->timed_next;
+        c->timed_next->timed_prev = c->timed_prev;
+        c->timed_next = c->timed_prev = NULL;
+    }
+    c->deadline_ms = deadline_ms;
+    if (deadline_ms) {
+        struct rc_conn *head = &s->timed;
+        c->timed_prev = head->timed_prev;
+        c->timed_next = head;
+        head->timed_prev->timed_next = c;
+        head->timed_prev = c;
+    }
+}
+
+/* ---- allocation ---- */
+
+struct rc_conn *rc_conn_open(struct rc_shard *s, int fd) {
+    if (s->nfree == 0) return NULL;
+    struct rc_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    uint32_t idx = s->free_slots[--s->nfree];
+    c->fd = fd;
+    c->idx = idx;
+    c->gen = s->gens[idx];
+    c->state = RC_CONN_HTTP;
+    s->conns[idx] = c;
+    s->nconns++;
+    rc_conn_set_deadline(s, c, s->now_ms + s->cfg->request_timeout_ms);
+    rc_conn_arm_recv(s, c);
+    return c;
+}
+
+static void conn_free(struct rc_shard *s, struct rc_conn *c) {
+    rc_conn_set_deadline(s, c, 0);
+    rc_sendq_clear(&c->sq, &s->sq_pool);
+    if (c->sctx) {
+        c->sctx->next_free = s->free_sctx;
+        s->free_sctx = c->sctx;
+    }
+    free(c->carry);
+    free(c->msg_buf);
+    close(c->fd);
+    s->conns[c->idx] = NULL;
+    s->gens[c->idx] = (s->gens[c->idx] + 1) & 0xffffff;
+    s->free_slots[s->nfree++] = c->idx;
+    s->nconns--;
+    free(c);
+}
+
+void rc_conn_complete(struct rc_shard *s, struct rc_conn *c) {
+    if (--c->inflight == 0 && c->state == RC_CONN_DEAD) conn_free(s, c);
+}
+
+void rc_conn_abort(struct rc_shard *s, struct rc_conn *c) {
+    if (c->state == RC_CONN_DEAD) return;
+    c->state = RC_CONN_DEAD;
+    rc_conn_set_deadline(s, c, 0);
+    /* Always go through a completion, even with nothing in flight: the
+     * caller may still be inside this connection's recv handler, and the
+     * memory must outlive it. */
+    struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
+    io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_CANCEL, c->idx, c->gen));
+    c->inflight++;
+}
+
+/* ---- sending ---- */
+
+void rc_conn_arm_recv(struct rc_shard *s, struct rc_conn *c) {
+    struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = s->rbufs.bgid;
+    io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_RECV, c->idx, c->gen));
+    c->flags |= RC_CF_RECV_ARMED;
+    c->inflight++;
+}
+
+int rc_conn_queue(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b) {
+    if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER) return -EPIPE;
+    if (rc_sendq_push(&c->sq, &s->sq_pool, b) < 0) return -ENOMEM;
+    if (!(c->flags & (RC_CF_SENDING | RC_CF_DIRTY))) {
+        c->flags |= RC_CF_DIRTY;
+        c->next_dirty = s->dirty;
+        s->dirty = c;
+    }
+    return 0;
+}
+
+void rc_conn_flush(struct rc_shard *s, struct rc_conn *c) {
+    c->flags &= ~RC_CF_DIRTY;
+    if (c->state == RC_CONN_DEAD || (c->flags & RC_CF_SENDING) || rc_sendq_empty(&c->sq)) return;
+    struct rc_send_ctx *x = s->free_sctx;
+    if (x)
+        s->free_sctx = x->next_free;
+    else if (!(x = malloc(sizeof *x))) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    size_t total;
+    int n = rc_sendq_fill_iov(&c->sq, x->iov, RC_SEND_IOV_MAX, &total);
+    memset(&x->msg, 0, sizeof x->msg);
+    x->msg.msg_iov = x->iov;
+    x->msg.msg_iovlen = (size_t)n;
+    c->sctx = x;
+    struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
+    io_uring_prep_sendmsg(sqe, c->fd, &x->msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_SEND, c->idx, c->gen));
+    c->flags |= RC_CF_SENDING;
+    c->inflight++;
+}
+
+/* The queue drained with RC_CF_END_AFTER_SEND set: finish the connection. */
+static void end_after_send(struct rc_shard *s, struct rc_conn *c) {
+    if ((c->flags & (RC_CF_CLOSE_RCVD | RC_CF_PEER_EOF))) {
+        /* The close handshake is complete (or the peer is gone): the server
+         * closes the TCP connection first, as RFC 6455 §7.1.1 asks. */
+        rc_conn_abort(s, c);
+        return;
+    }
+    /* A final HTTP response or a failed WebSocket: shut our side and
+     * discard input until the peer's FIN, so unread request bytes cannot
+     * turn our close into a reset that destroys the response in flight. */
+    shutdown(c->fd, SHUT_WR);
+    c->state = RC_CONN_LINGER;
+    rc_conn_set_deadline(s, c, s->now_ms + s->cfg->close_timeout_ms);
+}
+
+void rc_conn_on_send(struct rc_shard *s, struct rc_conn *c, int res) {
+    c->flags &= ~RC_CF_SENDING;
+    if (c->sctx) {
+        c->sctx->next_free = s->free_sctx;
+        s->free_sctx = c->sctx;
+        c->sctx = NULL;
+    }
+    if (c->state == RC_CONN_DEAD) return;
+    if (res < 0) {
+        RC_DEBUG("conn %u: send failed: %s", c->idx, strerror(-res));
+        rc_conn_abort(s, c);
+        return;
+    }
+    rc_sendq_consume(&c->sq, &s->sq_pool, (size_t)res);
+    if (!rc_sendq_empty(&c->sq)) { /* more queued, or a short send: resume */
+        rc_conn_flush(s, c);
+        return;
+    }
+    if (c->flags & RC_CF_END_AFTER_SEND) end_after_send(s, c);
+}
+
+/* Queues bytes copied into a fresh buffer. */
+static int queue_copy(struct rc_shard *s, struct rc_conn *c, const void *p, size_t n) {
+    struct rc_buf *b = rc_buf_new(n);
+    if (!b) return -ENOMEM;
+    memcpy(b->data, p, n);
+    b->len = (uint32_t)n;
+    int ret = rc_conn_queue(s, c, b);
+    rc_buf_unref(b);
+    return ret;
+}
+
+static int queue_control(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, const uint8_t *payload,
+                         size_t len) {
+    uint8_t frame[RC_WS_MAX_HEADER + RC_WS_MAX_CONTROL];
+    size_t hl = rc_ws_write_header(frame, opcode, true, false, len);
+    memcpy(frame + hl, payload, len);
+    return queue_copy(s, c, frame, hl + len);
+}
+
+/* ---- closing ---- */
+
+void rc_conn_ws_close(struct rc_shard *s, struct rc_conn *c, uint16_t code, const char *reason) {
+    if (c->state == RC_CONN_DEAD || (c->flags & RC_CF_CLOSE_SENT)) return;
+    uint8_t payload[RC_WS_MAX_CONTROL];
+    size_t len = 0;
+    if (code != RC_WS_CLOSE_NO_STATUS) {
+        payload[0] = (uint8_t)(code >> 8);
+        payload[1] = (uint8_t)code;
+        len = 2;
+        if (reason) {
+            size_t rl = RC_MIN(strlen(reason), sizeof payload - 2);
+            memcpy(payload + 2, reason, rl);
+            len += rl;
+        }
+    }
+    c->flags |= RC_CF_CLOSE_SENT;
+    c->state = RC_CONN_CLOSING;
+    if (queue_control(s, c, RC_WS_OP_CLOSE, payload, len) < 0) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    rc_conn_set_deadline(s, c, s->now_ms + s->cfg->close_timeout_ms);
+}
+
+/* Fails the WebSocket connection (RFC 6455 §7.1.7): close frame with the
+ * code, no further processing of input, TCP closed once it is sent. */
+static void ws_fail(struct rc_shard *s, struct rc_conn *c, uint16_t code, const char *reason) {
+    RC_DEBUG("conn %u: failing websocket with %u %s", c->idx, code, reason);
+    c->flags |= RC_CF_DECODER_DEAD;
+    if (c->flags & RC_CF_CLOSE_SENT) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    rc_conn_ws_close(s, c, code, reason);
+    c->flags |= RC_CF_END_AFTER_SEND;
+}
+
+static void ws_on_close(struct rc_shard *s, struct rc_conn *c, const struct rc_ws_event *ev) {
+    c->flags |= RC_CF_CLOSE_RCVD;
+    if (c->flags & RC_CF_CLOSE_SENT) { /* the reply to our close: done */
+        rc_conn_abort(s, c);
+        return;
+    }
+    /* Echo the status code (RFC 6455 §5.5.1), then close the TCP side. */
+    rc_conn_ws_close(s, c, ev->close_code, NULL);
+    c->flags |= RC_CF_END_AFTER_SEND;
+}
+
+void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c) {
+    switch (c->state) {
+    case RC_CONN_WS:
+        rc_conn_ws_close(s, c, RC_WS_CLOSE_GOING_AWAY, "server shutting down");
+        break;
+    case RC_CONN_HTTP:
+        if (rc_sendq_empty(&c->sq) && !(c->flags & RC_CF_SENDING) && !c->carry_len)
+            rc_conn_abort(s, c);
+        else
+            c->flags |= RC_CF_END_AFTER_SEND;
+        break;
+    default:
+        break;
+    }
+}
+
+void rc_conn_on_deadline(struct rc_shard *s, struct rc_conn *c) {
+    rc_conn_set_deadline(s, c, 0);
+    if (c->state == RC_CONN_HTTP && c->carry_len && !(c->flags & RC_CF_END_AFTER_SEND)) {
+        rc_http_respond_error(s, c, 408, "request not completed in time", NULL, false);
+        return;
+    }
+    rc_conn_abort(s, c);
+}
+
+void rc_conn_on_eof(struct rc_shard *s, struct rc_conn *c) {
+    c->flags |= RC_CF_PEER_EOF;
+    if (c->state == RC_CONN_HTTP && ((c->flags & RC_CF_SENDING) || !rc_sendq_empty(&c->sq))) {
+        /* Half-closed after its request: let the response go out first. */
+        c->flags |= RC_CF_END_AFTER_SEND;
+        return;
+    }
+    rc_conn_abort(s, c);
+}
+
+/* ---- WebSocket messages ---- */
+
+static int msg_reserve(struct rc_conn *c, uint64_t need) {
+    if (need <= c->msg_cap) return 0;
+    uint64_t cap = c->msg_cap ? c->msg_cap : 4096;
+    while (cap < need) cap *= 2;
+    if (cap > need && cap > c->dec.max_message && c->dec.max_message) cap = RC_MAX(need, c->dec.max_message);
+    uint8_t *p = realloc(c->msg_buf, RC_WS_MAX_HEADER + cap);
+    if (!p) return -ENOMEM;
+    c->msg_buf = p;
+    c->msg_cap = cap;
+    return 0;
+}
+
+static void echo_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode) {
+    if (!c->msg_buf && msg_reserve(c, 1) < 0) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    size_t hl = rc_ws_header_len(c->msg_len);
+    uint8_t *start = c->msg_buf + RC_WS_MAX_HEADER - hl;
+    rc_ws_write_header(start, opcode, true, false, c->msg_len);
+    struct rc_buf *b = rc_buf_adopt(c->msg_buf, start, hl + c->msg_len);
+    if (!b) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    c->msg_buf = NULL;
+    c->msg_len = c->msg_cap = 0;
+    int ret = rc_conn_queue(s, c, b);
+    rc_buf_unref(b);
+    if (ret < 0) rc_conn_abort(s, c);
+}
+
+static void ws_on_data(struct rc_shard *s, struct rc_conn *c, const struct rc_ws_event *ev) {
+    if (c->flags & RC_CF_CLOSE_SENT) return; /* closing: data is dropped (RFC 6455 §5.5.1) */
+    if (ev->len) {
+        if (msg_reserve(c, c->msg_len + ev->len + c->dec.remaining) < 0) {
+            ws_fail(s, c, RC_WS_CLOSE_INTERNAL, "out of memory");
+            return;
+        }
+        memcpy(c->msg_buf + RC_WS_MAX_HEADER + c->msg_len, ev->data, ev->len);
+        c->msg_len += ev->len;
+    }
+    if (!ev->fin) return;
+    switch (c->endpoint) {
+    case RC_EP_ECHO:
+        if (c->sq.bytes > s->cfg->max_queue_bytes) {
+            ws_fail(s, c, RC_WS_CLOSE_POLICY, "slow consumer");
+            return;
+        }
+        echo_message(s, c, ev->opcode);
+        break;
+    default:
+        c->msg_len = 0;
+        break;
+    }
+}
+
+/* Runs the decoder over p[0..n). Returns the bytes consumed; stops early
+ * at an incomplete frame header or control frame. */
+static size_t ws_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, size_t n) {
+    size_t off = 0;
+    while (off < n) {
+        if (c->state == RC_CONN_DEAD || (c->flags & RC_CF_DECODER_DEAD)) return n;
+        struct rc_ws_event ev;
+        ssize_t r = rc_ws_decode(&c->dec, p + off, n - off, &ev);
+        if (r < 0) {
+            ws_fail(s, c, ev.close_code,
+                    ev.close_code == RC_WS_CLOSE_INVALID_DATA ? "invalid UTF-8"
+                    : ev.close_code == RC_WS_CLOSE_TOO_BIG   ? "message too big"
+                                                             : "protocol error");
+            return n;
+        }
+        off += (size_t)r;
+        switch (ev.type) {
+        case RC_WS_EV_NONE:
+            return off;
+        case RC_WS_EV_DATA:
+            ws_on_data(s, c, &ev);
+            break;
+        case RC_WS_EV_PING:
+            if (!(c->flags & RC_CF_CLOSE_SENT) && queue_control(s, c, RC_WS_OP_PONG, ev.data, ev.len) < 0)
+                rc_conn_abort(s, c);
+            break;
+        case RC_WS_EV_PONG:
+            break;
+        case RC_WS_EV_CLOSE:
+            ws_on_close(s, c, &ev);
+            return n; /* nothing after a close frame is processed */
+        }
+    }
+    return off;
+}
+
+/* ---- HTTP ---- */
+
+/* Parses and routes complete requests in p[0..n). Returns bytes consumed. */
+static size_t http_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, size_t n) {
+    size_t off = 0;
+    while (off < n && c->state == RC_CONN_HTTP && !(c->flags & RC_CF_END_AFTER_SEND)) {
+        struct rc_http_request req;
+        ssize_t r = rc_http_parse_request((const char *)p + off, n - off, &s->http_limits, &req);
+        if (r == -EAGAIN) return off;
+        if (r < 0) {
+            int status = (int)-r;
+            const char *msg = status == 431 ? "request header fields too large"
+                              : status == 414 ? "request line too long"
+                              : status == 505 ? "HTTP version not supported"
+                              : status == 501 ? "transfer coding not implemented"
+                                              : "malformed request";
+            rc_http_respond_error(s, c, status, msg, NULL, false);
+            return n;
+        }
+        if (req.chunked) {
+            rc_http_respond_error(s, c, 411, "chunked request bodies are not supported; send Content-Length",
+                                  NULL, false);
+            return n;
+        }
+        uint64_t body_len = req.content_length > 0 ? (uint64_t)req.content_length : 0;
+        if (body_len > s->cfg->max_body_bytes) {
+            /* Answer at once, without reading the body. */
+            rc_http_respond_error(s, c, 413, "request body too large", NULL, false);
+            return n;
+        }
+        if ((uint64_t)(n - off - (size_t)r) < body_len) return off; /* wait for the body */
+        rc_http_route(s, c, &req, p + off + r, (size_t)body_len);
+        off += (size_t)r + (size_t)body_len;
+    }
+    if (c->state == RC_CONN_WS) off += ws_process(s, c, p + off, n - off);
+    return c->state == RC_CONN_HTTP && (c->flags & RC_CF_END_AFTER_SEND) ? n : off;
+}
+
+/* ---- input ---- */
+
+static int carry_store(struct rc_conn *c, const uint8_t *p, size_t n, size_t keep) {
+    /* keep: bytes already in carry that stay in front */
+    size_t need = keep + n;
+    if (need > c->carry_cap) {
+        size_t cap = c->carry_cap ? c->carry_cap : 256;
+        while (cap < need) cap *= 2;
+        uint8_t *q = realloc(c->carry, cap);
+        if (!q) return -ENOMEM;
+        c->carry = q;
+        c->carry_cap = (uint32_t)cap;
+    }
+    memmove(c->carry + keep, p, n);
+    c->carry_len = (uint32_t)need;
+    return 0;
+}
+
+static void carry_drop(struct rc_conn *c) {
+    free(c->carry);
+    c->carry = NULL;
+    c->carry_len = c->carry_cap = 0;
+}
+
+void rc_conn_on_recv(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len) {
+    if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER || (c->flags & RC_CF_DECODER_DEAD))
+        return; /* discarded */
+    uint8_t *p = data;
+    size_t n = len;
+    if (c->carry_len) {
+        if (carry_store(c, data, len, c->carry_len) < 0) {
+            rc_conn_abort(s, c);
+            return;
+        }
+        p = c->carry;
+        n = c->carry_len;
+    }
+    size_t used = c->state == RC_CONN_HTTP ? http_process(s, c, p, n) : ws_process(s, c, p, n);
+    if (c->state == RC_CONN_DEAD) return;
+    size_t left = n - used;
+    if (left == 0) {
+        if (c->carry) carry_drop(c);
+    } else if (p == c->carry) {
+        memmove(c->carry, c->carry + used, left);
+        c->carry_len = (uint32_t)left;
+    } else if (carry_store(c, p + used, left, 0) < 0) {
+        rc_conn_abort(s, c);
+    }
+}

@@ -1,0 +1,166 @@
+/*
+ * shard.h — types shared by the shard loop (shard.c), the connection
+ * lifecycle (conn.c) and the HTTP routes (routes.c). Internal to src/net.
+ *
+ * A shard owns a thread, an io_uring, a provided-buffer ring for recv, a
+ * SO_REUSEPORT listener, its connections and their send queues. Every field
+ * here is touched only by the shard's own thread, except `stop_requested`
+ * and `wake_fd`, which the main thread uses to ask it to stop.
+ */
+#ifndef RINGCAST_NET_SHARD_H
+#define RINGCAST_NET_SHARD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "ringcast/config.h"
+#include "ringcast/http.h"
+#include "ringcast/ring.h"
+#include "ringcast/sendq.h"
+#include "ringcast/ws.h"
+
+#define RC_SEND_IOV_MAX 64
+
+enum rc_conn_state {
+    RC_CONN_HTTP,     /* reading a request head (and body) */
+    RC_CONN_WS,       /* upgraded: WebSocket frames */
+    RC_CONN_CLOSING,  /* our close frame is queued or sent; waiting for the peer's */
+    RC_CONN_LINGER,   /* write side shut after a final response; discarding input until EOF */
+    RC_CONN_DEAD,     /* cancelling; freed when the last completion arrives */
+};
+
+enum rc_conn_flag {
+    RC_CF_RECV_ARMED = 1u << 0,   /* a multishot recv is in flight */
+    RC_CF_SENDING = 1u << 1,      /* a SENDMSG is in flight */
+    RC_CF_DIRTY = 1u << 2,        /* on the shard's flush list */
+    RC_CF_CLOSE_SENT = 1u << 3,   /* a close frame was queued */
+    RC_CF_CLOSE_RCVD = 1u << 4,   /* the peer's close frame arrived */
+    RC_CF_END_AFTER_SEND = 1u << 5, /* when the queue drains: shut down (LINGER) or close */
+    RC_CF_DECODER_DEAD = 1u << 6, /* a protocol error: ignore every further byte */
+    RC_CF_PEER_EOF = 1u << 7,     /* recv saw EOF */
+};
+
+/* What an upgraded connection does with its messages. */
+enum rc_endpoint {
+    RC_EP_NONE = 0,
+    RC_EP_ECHO, /* --echo's /echo */
+};
+
+struct rc_send_ctx {
+    struct rc_send_ctx *next_free;
+    struct msghdr msg;
+    struct iovec iov[RC_SEND_IOV_MAX];
+};
+
+struct rc_conn {
+    int fd;
+    uint32_t idx; /* slot in shard->conns */
+    uint32_t gen; /* generation of the slot, in every user_data */
+    uint8_t state;
+    uint8_t endpoint;
+    uint16_t flags;
+    uint16_t inflight; /* io_uring requests not yet completed */
+    uint16_t http_status_pending; /* unused yet */
+    struct rc_ws_decoder dec;
+
+    /* Bytes of an incomplete request head, frame header or control frame,
+     * carried to the next recv. NULL while empty (the usual case). */
+    uint8_t *carry;
+    uint32_t carry_len, carry_cap;
+
+    /* The message (or HTTP body) being assembled. msg_buf holds
+     * RC_WS_MAX_HEADER bytes of headroom before the payload so an echo can
+     * put its frame header in front without copying. */
+    uint8_t *msg_buf;
+    uint64_t msg_len, msg_cap;
+    uint64_t body_expected; /* HTTP: Content-Length still awaited */
+
+    struct rc_sendq sq;
+    struct rc_send_ctx *sctx; /* while RC_CF_SENDING */
+
+    struct rc_conn *next_dirty;
+    struct rc_conn *timed_prev, *timed_next; /* on the shard's deadline list */
+    uint64_t deadline_ms;                    /* 0 = none */
+};
+
+struct rc_server;
+
+struct rc_shard {
+    int id;
+    struct rc_server *srv;
+    const struct rc_config *cfg;
+    pthread_t thread;
+    struct io_uring ring;
+    unsigned ring_flags;
+    struct rc_bufring rbufs;
+    int listen_fd;
+    bool accept_armed;
+    bool accept_paused; /* fd exhaustion: re-armed on the next tick */
+
+    int wake_fd; /* eventfd: the main thread writes to ask for a stop */
+    uint64_t wake_val;
+    atomic_bool stop_requested;
+    bool draining;
+    uint64_t drain_deadline_ms;
+    bool timer_armed;
+    struct __kernel_timespec tick;
+
+    struct rc_conn **conns; /* slot table, max_conns_per_shard entries */
+    uint32_t *gens;         /* generation per slot, survives the conn */
+    uint32_t *free_slots;   /* stack of free slot indices */
+    uint32_t nfree;
+    uint32_t nslots;
+    uint32_t nconns;
+    uint32_t inflight_shard; /* accept/timer/wake requests in flight */
+
+    struct rc_conn *dirty; /* connections with queued bytes and no send in flight */
+    struct rc_conn timed;  /* sentinel of the deadline list */
+
+    struct rc_sendq_pool sq_pool;
+    struct rc_send_ctx *free_sctx;
+
+    struct rc_http_limits http_limits;
+    uint64_t now_ms; /* refreshed once per loop pass */
+
+    /* start-up hand-shake with the main thread */
+    int start_status;
+    atomic_int started;
+};
+
+struct rc_server {
+    struct rc_config cfg;
+    unsigned nshards;
+    struct rc_shard *shards;
+    atomic_bool draining; /* readiness: false once a stop was requested */
+};
+
+/* conn.c */
+struct rc_conn *rc_conn_open(struct rc_shard *s, int fd);
+void rc_conn_on_recv(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len);
+void rc_conn_on_send(struct rc_shard *s, struct rc_conn *c, int res);
+void rc_conn_on_eof(struct rc_shard *s, struct rc_conn *c);
+void rc_conn_abort(struct rc_shard *s, struct rc_conn *c);
+void rc_conn_complete(struct rc_shard *s, struct rc_conn *c); /* one request of c finished */
+void rc_conn_flush(struct rc_shard *s, struct rc_conn *c);
+void rc_conn_arm_recv(struct rc_shard *s, struct rc_conn *c);
+int rc_conn_queue(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b);
+void rc_conn_ws_close(struct rc_shard *s, struct rc_conn *c, uint16_t code, const char *reason);
+void rc_conn_set_deadline(struct rc_shard *s, struct rc_conn *c, uint64_t deadline_ms);
+void rc_conn_on_deadline(struct rc_shard *s, struct rc_conn *c);
+void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c);
+
+/* routes.c: handles one complete request (head + body). Returns bytes of
+ * input the request used beyond what the caller already consumed (always 0
+ * today) or a negative errno when the connection was torn down. */
+void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
+                   const uint8_t *body, size_t body_len);
+/* Queues a response; ends the connection after it when !keep_alive. */
+void rc_http_respond(struct rc_shard *s, struct rc_conn *c, int status, const char *content_type,
+                     const char *extra_headers, const void *body, size_t body_len, bool keep_alive);
+void rc_http_respond_error(struct rc_shard *s, struct rc_conn *c, int status, const char *message,
+                           const char *extra_headers, bool keep_alive);
+
+#endif
