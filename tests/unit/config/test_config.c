@@ -1,0 +1,81 @@
+/*
+ * test_config.c — flags, environment, precedence and clear refusals.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "rc_test.h"
+#include "ringcast/config.h"
+
+static int parse(struct rc_config *cfg, int argc, const char **argv) {
+    FILE *saved = stderr;
+    stderr = fopen("/dev/null", "w"); /* the refusals are expected here */
+    int r = rc_config_parse(cfg, argc, (char **)argv);
+    fclose(stderr);
+    stderr = saved;
+    return r;
+}
+
+int main(void) {
+    struct rc_config cfg;
+    unsetenv("PORT");
+    unsetenv("RINGCAST_LISTEN");
+
+    const char *a0[] = {"ringcast"};
+    CHECK_EQ(parse(&cfg, 1, a0), 0);
+    CHECK_EQ(cfg.max_message_bytes, 16u << 20);
+    CHECK_EQ(cfg.max_queue_bytes, 1u << 20);
+    CHECK_EQ(ntohs(((struct sockaddr_in *)&cfg.listen_addr)->sin_port), 8080);
+    CHECK(!cfg.echo);
+    CHECK(cfg.shards >= 1);
+
+    const char *a1[] = {"ringcast", "--listen", "127.0.0.1:9000", "--shards=2", "--echo", "--max-message-bytes", "1M"};
+    CHECK_EQ(parse(&cfg, 7, a1), 0);
+    CHECK_EQ(cfg.shards, 2);
+    CHECK(cfg.echo);
+    CHECK_EQ(cfg.max_message_bytes, 1u << 20);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&cfg.listen_addr;
+    CHECK_EQ(ntohs(sin->sin_port), 9000);
+    CHECK_EQ(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+
+    /* environment, and flags beating it */
+    setenv("RINGCAST_SHARDS", "3", 1);
+    setenv("PORT", "7001", 1);
+    CHECK_EQ(parse(&cfg, 1, a0), 0);
+    CHECK_EQ(cfg.shards, 3);
+    CHECK_EQ(ntohs(((struct sockaddr_in *)&cfg.listen_addr)->sin_port), 7001);
+    const char *a2[] = {"ringcast", "--shards", "1"};
+    CHECK_EQ(parse(&cfg, 3, a2), 0);
+    CHECK_EQ(cfg.shards, 1);
+    setenv("RINGCAST_SHARDS", "zero", 1);
+    CHECK_EQ(parse(&cfg, 1, a0), -EINVAL);
+    unsetenv("RINGCAST_SHARDS");
+    unsetenv("PORT");
+
+    /* refusals */
+    const char *bad1[] = {"ringcast", "--nope"};
+    CHECK_EQ(parse(&cfg, 2, bad1), -EINVAL);
+    const char *bad2[] = {"ringcast", "--shards"};
+    CHECK_EQ(parse(&cfg, 2, bad2), -EINVAL);
+    const char *bad3[] = {"ringcast", "--listen", "localhost:80"};
+    CHECK_EQ(parse(&cfg, 3, bad3), -EINVAL);
+    const char *bad4[] = {"ringcast", "--shards", "0"};
+    CHECK_EQ(parse(&cfg, 3, bad4), -EINVAL);
+    const char *bad5[] = {"ringcast", "--recv-bufs", "1000"};
+    CHECK_EQ(parse(&cfg, 3, bad5), -EINVAL);
+    const char *bad6[] = {"ringcast", "--echo=maybe"};
+    CHECK_EQ(parse(&cfg, 2, bad6), -EINVAL);
+
+    struct sockaddr_storage ss;
+    socklen_t len;
+    CHECK_EQ(rc_parse_listen_addr("[::1]:8080", &ss, &len), 0);
+    CHECK_EQ(ss.ss_family, AF_INET6);
+    CHECK_EQ(rc_parse_listen_addr(":8080", &ss, &len), 0);
+    CHECK_EQ(ss.ss_family, AF_INET);
+    CHECK_EQ(rc_parse_listen_addr("1.2.3.4:70000", &ss, &len), -EINVAL);
+    CHECK_EQ(rc_parse_listen_addr("1.2.3.4", &ss, &len), -EINVAL);
+    RC_TEST_MAIN_END("config");
+}
