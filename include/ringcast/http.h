@@ -91,7 +91,9 @@ const char *rc_http_status_text(int status);
  *   status line, Content-Type (when content_type != NULL), Content-Length,
  *   "Connection: close" when !keep_alive, the caller's extra_headers
  *   (each line ending in "\r\n", may be NULL), blank line, body.
- * Returns the bytes written, or -ENOSPC when cap is too small.
+ * 1xx, 204 and 304 responses carry no Content-Length and no body.
+ * Returns the bytes written, -ENOSPC when cap is too small, or -EINVAL for
+ * a status outside 100–999 or a body on a status that cannot have one.
  */
 ssize_t rc_http_format_response(char *out, size_t cap, int status, const char *content_type,
                                 const char *extra_headers, const void *body, size_t body_len,
