@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -157,7 +158,9 @@ static void end_after_send(struct rc_shard *s, struct rc_conn *c) {
      * turn our close into a reset that destroys the response in flight. */
     shutdown(c->fd, SHUT_WR);
     c->state = RC_CONN_LINGER;
-    rc_conn_set_deadline(s, c, s->now_ms + s->cfg->close_timeout_ms);
+    uint64_t linger = s->cfg->close_timeout_ms;
+    if (s->draining) linger = RC_MIN(linger, RC_DRAIN_LINGER_MS); /* a peer that never FINs must not hold the exit */
+    rc_conn_set_deadline(s, c, s->now_ms + linger);
 }
 
 void rc_conn_on_send(struct rc_shard *s, struct rc_conn *c, int res) {
@@ -255,10 +258,14 @@ void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c) {
         rc_conn_ws_close(s, c, RC_WS_CLOSE_GOING_AWAY, "server shutting down");
         break;
     case RC_CONN_HTTP:
-        if (rc_sendq_empty(&c->sq) && !(c->flags & RC_CF_SENDING) && !c->carry_len)
-            rc_conn_abort(s, c);
-        else
-            c->flags |= RC_CF_END_AFTER_SEND;
+        if ((c->flags & RC_CF_SENDING) || !rc_sendq_empty(&c->sq))
+            c->flags |= RC_CF_END_AFTER_SEND; /* the response in flight is the last */
+        else if (!c->carry_len)
+            /* Idle keep-alive: a short grace, so a probe on it still sees
+             * /readyz turn 503 (every response now says Connection: close). */
+            rc_conn_set_deadline(s, c, s->now_ms + RC_DRAIN_IDLE_GRACE_MS);
+        /* else a request is half received: it completes and is answered
+         * with Connection: close, or gets 408 at its deadline. */
         break;
     default:
         break;
@@ -381,6 +388,14 @@ static size_t ws_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, size
 
 /* ---- HTTP ---- */
 
+/* RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host header. */
+static bool host_header_ok(const struct rc_http_request *req) {
+    int hosts = 0;
+    for (size_t i = 0; i < req->num_headers; i++)
+        if (req->headers[i].name_len == 4 && !strncasecmp(req->headers[i].name, "host", 4)) hosts++;
+    return hosts == 1;
+}
+
 /* Parses and routes complete requests in p[0..n). Returns bytes consumed. */
 static size_t http_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, size_t n) {
     size_t off = 0;
@@ -396,6 +411,10 @@ static size_t http_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, si
                               : status == 501 ? "transfer coding not implemented"
                                               : "malformed request";
             rc_http_respond_error(s, c, status, msg, NULL, false);
+            return n;
+        }
+        if (req.minor_version == 1 && !host_header_ok(&req)) {
+            rc_http_respond_error(s, c, 400, "exactly one Host header is required", NULL, false);
             return n;
         }
         if (req.chunked) {

@@ -20,6 +20,7 @@
 void rc_http_respond(struct rc_shard *s, struct rc_conn *c, int status, const char *content_type,
                      const char *extra_headers, const void *body, size_t body_len, bool keep_alive) {
     size_t cap = 256 + (extra_headers ? strlen(extra_headers) : 0) + body_len;
+    if (s->draining) keep_alive = false; /* every response of a drain is the connection's last */
     struct rc_buf *b = rc_buf_new(cap);
     if (!b) {
         rc_conn_abort(s, c);
@@ -68,6 +69,10 @@ static void respond_json(struct rc_shard *s, struct rc_conn *c, int status, cons
  * why not (400/405/426, with the headers RFC 6455 §4.2.2 asks for). */
 static void ws_upgrade(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                        enum rc_endpoint endpoint) {
+    if (s->draining) {
+        rc_http_respond_error(s, c, 503, "server shutting down", "Retry-After: 1\r\n", false);
+        return;
+    }
     struct rc_ws_handshake hs;
     int r = rc_ws_handshake_check(req, &hs);
     if (r < 0) {

@@ -23,6 +23,8 @@
 #include "ringcast/ws.h"
 
 #define RC_SEND_IOV_MAX 64
+#define RC_DRAIN_IDLE_GRACE_MS 1000 /* idle keep-alive connections stay this long into a drain */
+#define RC_DRAIN_LINGER_MS 500      /* lingering after a final response, while draining */
 
 enum rc_conn_state {
     RC_CONN_HTTP,     /* reading a request head (and body) */
