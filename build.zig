@@ -18,6 +18,7 @@ const std = @import("std");
 const system_libs = [_][]const u8{
     // pkg-config:begin
     "liburing",
+    "libcjson",
     // pkg-config:end
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dev.sh — ringcast's one entry point (developers and CI alike).
 #
-#   ./dev.sh run [ringcast flags]   set up, build ReleaseFast, run the server
+#   ./dev.sh run [ringcast flags]   set up, build ReleaseFast, run the server (--demo --echo on :8080)
 #   ./dev.sh test [pytest args]     set up, build ReleaseSafe (UB traps on), run the e2e suite
 #                                   (tests/e2e), which itself runs zig build test,
 #                                   tests/sanitize.sh and tests/fuzz/run.sh
@@ -24,7 +24,7 @@ cd "$ROOT"
 
 APT_PACKAGES=(
     build-essential pkg-config
-    liburing-dev libhiredis-dev libwolfssl-dev libdeflate-dev libcjson-dev zlib1g-dev
+    liburing-dev libhiredis-dev libwolfssl-dev libdeflate-dev libcjson-dev libjsmn-dev zlib1g-dev
     redis-server
     clang llvm libclang-rt-14-dev valgrind
     python3 python3-venv
@@ -148,7 +148,7 @@ case "$cmd" in
 run)
     setup
     build_release
-    exec "$ROOT/zig-out/bin/ringcast" --listen 0.0.0.0:8080 --echo "$@"
+    exec "$ROOT/zig-out/bin/ringcast" --listen 0.0.0.0:8080 --demo --echo "$@"
     ;;
 build)
     setup

@@ -24,7 +24,7 @@ struct rc_config {
     bool echo;                  /* --echo: /echo endpoint */
     uint64_t max_message_bytes; /* --max-message-bytes, default 16 MiB */
     uint64_t max_queue_bytes;   /* --max-queue-bytes, default 1 MiB */
-    uint64_t max_body_bytes;    /* --max-body-bytes, HTTP request bodies, default 1 MiB */
+    uint64_t max_publish_bytes; /* --max-publish-bytes, HTTP request bodies, default 1 MiB */
     size_t max_head_bytes;      /* --max-head-bytes, default 8192 */
     size_t max_headers;         /* --max-headers, default 64 */
     size_t max_line_bytes;      /* --max-line-bytes, default 4096 */
@@ -36,6 +36,17 @@ struct rc_config {
     unsigned recv_buf_count;    /* --recv-bufs, provided recv buffers per shard, default 1024 */
     unsigned recv_buf_size;     /* --recv-buf-size, bytes each, default 16384 */
     int log_level;              /* --log-level error|warn|info|debug */
+
+    /* Broadcast engine */
+    unsigned batch_ms;           /* --batch-ms, batch window; 0 = end of each loop pass */
+    unsigned max_topics_per_conn;/* --max-topics-per-conn, default 1024 */
+    const char *conflate;        /* --conflate, comma-separated globs of conflatable topics (demo:* always) */
+    unsigned idle_sweep_s;       /* --idle-sweep-s, default 30 */
+    unsigned idle_timeout_s;     /* --idle-timeout-s, default 90 */
+    bool demo;                   /* --demo */
+    unsigned demo_rate;          /* --demo-rate, messages/s over all demo topics, default 1000 */
+    unsigned demo_size;          /* --demo-size, bytes per demo message, default 256 */
+    unsigned demo_topics;        /* --demo-topics, default 32 */
 };
 
 /*

@@ -34,7 +34,7 @@ struct rc_demo_topic {
 struct rc_demo {
     struct rc_demo_topic *topics;
     unsigned ntopics;
-    size_t msg_size; /* target bytes per message (minimum: what the fields need, ~200) */
+    size_t msg_size; /* target bytes per message (the fields alone need ~280-380) */
     uint64_t rng;    /* xorshift state */
 };
 

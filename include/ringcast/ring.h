@@ -35,6 +35,8 @@ enum rc_op {
     RC_OP_CANCEL,
     RC_OP_TIMER,
     RC_OP_WAKE,
+    RC_OP_WINDOW, /* batch window timer (--batch-ms > 0) */
+    RC_OP_DEMO,   /* demo feed timer */
 };
 
 static inline uint64_t rc_ud(enum rc_op op, uint32_t idx, uint32_t gen) {

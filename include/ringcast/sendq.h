@@ -49,8 +49,16 @@ struct rc_sendq_pool {
 int rc_sendq_push(struct rc_sendq *q, struct rc_sendq_pool *pool, struct rc_buf *b);
 
 /* Fills up to max iovecs from the head of the queue (the first one offset
- * by head_off). Returns the number filled; *total gets their byte sum. */
-int rc_sendq_fill_iov(const struct rc_sendq *q, struct iovec *iov, int max, size_t *total);
+ * by head_off). Returns the number filled; *total gets their byte sum and
+ * *nodes (may be NULL) the queue nodes they cover, empty buffers included. */
+int rc_sendq_fill_iov(const struct rc_sendq *q, struct iovec *iov, int max, size_t *total, uint32_t *nodes);
+
+/* Drops the nodes after the first `keep` for which pred(buf, ctx) is true,
+ * releasing their references. Returns the number dropped. The first `keep`
+ * nodes (those a send in flight covers, or a partly sent head) are never
+ * touched. */
+uint32_t rc_sendq_drop_if(struct rc_sendq *q, struct rc_sendq_pool *pool, uint32_t keep,
+                          bool (*pred)(const struct rc_buf *b, void *ctx), void *ctx);
 
 /* Accounts n bytes as sent: drops references of fully sent buffers and
  * advances head_off into a partly sent one. n must not exceed q->bytes. */

@@ -20,7 +20,7 @@
 
 #include "ringcast/util.h"
 
-enum opt_kind { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_LISTEN, OPT_LOGLEVEL };
+enum opt_kind { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_LISTEN, OPT_LOGLEVEL, OPT_STRING };
 
 struct opt {
     const char *name; /* flag without the leading dashes */
@@ -39,7 +39,7 @@ static const struct opt opts[] = {
     {"echo", OPT_BOOL, F(echo), 0, 1, "serve /echo, a WebSocket endpoint echoing every message (conformance testing)"},
     {"max-message-bytes", OPT_SIZE, F(max_message_bytes), 125, 1u << 30, "largest client message; bigger closes with 1009 (default 16777216)"},
     {"max-queue-bytes", OPT_SIZE, F(max_queue_bytes), 4096, 1ull << 32, "per-connection send queue cap (default 1048576)"},
-    {"max-body-bytes", OPT_SIZE, F(max_body_bytes), 0, 1u << 30, "largest HTTP request body; bigger gets 413 (default 1048576)"},
+    {"max-publish-bytes", OPT_SIZE, F(max_publish_bytes), 0, 1u << 30, "largest HTTP request body (publish); bigger gets 413, unread (default 1048576)"},
     {"max-head-bytes", OPT_SIZE, F(max_head_bytes), 256, 1u << 20, "largest HTTP request head; bigger gets 431 (default 8192)"},
     {"max-headers", OPT_SIZE, F(max_headers), 1, 100, "most HTTP request headers; more gets 431 (default 64)"},
     {"max-line-bytes", OPT_SIZE, F(max_line_bytes), 64, 1u << 20, "longest request or header line; longer gets 414/431 (default 4096)"},
@@ -51,6 +51,15 @@ static const struct opt opts[] = {
     {"recv-bufs", OPT_UINT, F(recv_buf_count), 16, 32768, "provided receive buffers per shard, a power of two (default 1024)"},
     {"recv-buf-size", OPT_UINT, F(recv_buf_size), 1024, 1u << 20, "bytes per provided receive buffer (default 16384)"},
     {"log-level", OPT_LOGLEVEL, F(log_level), 0, 0, "error, warn, info or debug (default info)"},
+    {"batch-ms", OPT_UINT, F(batch_ms), 0, 10000, "batch window in ms: a topic's messages in one window share one frame; 0 = end of each loop pass (default 0)"},
+    {"max-topics-per-conn", OPT_UINT, F(max_topics_per_conn), 1, 1000000, "most topics one connection may subscribe (default 1024)"},
+    {"conflate", OPT_STRING, F(conflate), 0, 0, "comma-separated glob patterns of conflatable topics: a slow reader gets the latest frame instead of being closed (demo:* always)"},
+    {"idle-sweep-s", OPT_UINT, F(idle_sweep_s), 1, 3600, "seconds between idle sweeps (default 30)"},
+    {"idle-timeout-s", OPT_UINT, F(idle_timeout_s), 1, 86400, "close WebSocket connections silent this long (default 90)"},
+    {"demo", OPT_BOOL, F(demo), 0, 1, "publish a synthetic market feed on topics demo:<SYMBOL>"},
+    {"demo-rate", OPT_UINT, F(demo_rate), 1, 100000000, "demo messages per second over all demo topics (default 1000)"},
+    {"demo-size", OPT_UINT, F(demo_size), 0, 1u << 20, "bytes per demo message (default 256)"},
+    {"demo-topics", OPT_UINT, F(demo_topics), 1, 100000, "number of demo topics (default 32)"},
 };
 
 static void usage(FILE *f) {
@@ -163,6 +172,9 @@ static int apply(struct rc_config *cfg, const struct opt *o, const char *val, co
         }
         snprintf(cfg->listen_text, sizeof cfg->listen_text, "%s", val);
         return 0;
+    case OPT_STRING:
+        *(const char **)field = val;
+        return 0;
     case OPT_LOGLEVEL: {
         static const char *const names[] = {"error", "warn", "info", "debug"};
         for (int i = 0; i < 4; i++)
@@ -185,7 +197,14 @@ static void defaults(struct rc_config *cfg) {
     cfg->shards = n > 0 ? (unsigned)n : 1;
     cfg->max_message_bytes = 16u << 20;
     cfg->max_queue_bytes = 1u << 20;
-    cfg->max_body_bytes = 1u << 20;
+    cfg->max_publish_bytes = 1u << 20;
+    cfg->max_topics_per_conn = 1024;
+    cfg->conflate = "";
+    cfg->idle_sweep_s = 30;
+    cfg->idle_timeout_s = 90;
+    cfg->demo_rate = 1000;
+    cfg->demo_size = 256;
+    cfg->demo_topics = 32;
     cfg->max_head_bytes = 8192;
     cfg->max_headers = 64;
     cfg->max_line_bytes = 4096;

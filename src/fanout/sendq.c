@@ -58,11 +58,12 @@ int rc_sendq_push(struct rc_sendq *q, struct rc_sendq_pool *pool, struct rc_buf 
     return 0;
 }
 
-int rc_sendq_fill_iov(const struct rc_sendq *q, struct iovec *iov, int max, size_t *total) {
+int rc_sendq_fill_iov(const struct rc_sendq *q, struct iovec *iov, int max, size_t *total, uint32_t *nodes) {
     int i = 0;
     size_t sum = 0;
-    uint32_t off = q->head_off;
+    uint32_t off = q->head_off, covered = 0;
     for (const struct rc_sendq_node *n = q->head; n && i < max; n = n->next) {
+        covered++;
         if (n->buf->len - off == 0) { /* empty buffers carry nothing */
             off = 0;
             continue;
@@ -74,7 +75,36 @@ int rc_sendq_fill_iov(const struct rc_sendq *q, struct iovec *iov, int max, size
         off = 0;
     }
     *total = sum;
+    if (nodes) *nodes = covered;
     return i;
+}
+
+uint32_t rc_sendq_drop_if(struct rc_sendq *q, struct rc_sendq_pool *pool, uint32_t keep,
+                          bool (*pred)(const struct rc_buf *b, void *ctx), void *ctx) {
+    struct rc_sendq_node **link = &q->head, *prev = NULL;
+    for (uint32_t i = 0; i < keep && *link; i++) {
+        prev = *link;
+        link = &(*link)->next;
+    }
+    uint32_t dropped = 0;
+    while (*link) {
+        struct rc_sendq_node *n = *link;
+        if (!pred(n->buf, ctx)) {
+            prev = n;
+            link = &n->next;
+            continue;
+        }
+        *link = n->next;
+        if (q->tail == n) q->tail = prev;
+        /* only nodes past the head can be here unless keep == 0 and
+         * head_off == 0, so no partly sent bytes are lost */
+        q->bytes -= n->buf->len;
+        q->count--;
+        rc_buf_unref(n->buf);
+        node_put(pool, n);
+        dropped++;
+    }
+    return dropped;
 }
 
 void rc_sendq_consume(struct rc_sendq *q, struct rc_sendq_pool *pool, size_t n) {

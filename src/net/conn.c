@@ -20,6 +20,7 @@
  * Thread: the owning shard only.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "shard.h"
+#include "ringcast/proto.h"
 #include "ringcast/util.h"
 
 /* ---- deadlines ---- */
@@ -60,6 +62,9 @@ struct rc_conn *rc_conn_open(struct rc_shard *s, int fd) {
     c->state = RC_CONN_HTTP;
     s->conns[idx] = c;
     s->nconns++;
+    c->last_rx_s = s->clock_s;
+    RC_METRIC_ADD(&s->metrics, connections_accepted_total, 1);
+    RC_METRIC_ADD(&s->metrics, connections, 1);
     rc_conn_set_deadline(s, c, s->now_ms + s->cfg->request_timeout_ms);
     rc_conn_arm_recv(s, c);
     return c;
@@ -67,6 +72,18 @@ struct rc_conn *rc_conn_open(struct rc_shard *s, int fd) {
 
 static void conn_free(struct rc_shard *s, struct rc_conn *c) {
     rc_conn_set_deadline(s, c, 0);
+    if (c->endpoint == RC_EP_WS) {
+        /* Unsubscribing happens here, from a completion, never inside a
+         * delivery loop that walks the topics' subscriber arrays. */
+        RC_METRIC_SUB(&s->metrics, subscriptions, c->subs.n);
+        rc_subset_clear(&s->topics, &c->subs);
+        struct rc_conn *last = s->wsconns[--s->nws];
+        s->wsconns[c->ws_pos] = last;
+        last->ws_pos = c->ws_pos;
+        RC_METRIC_SUB(&s->metrics, ws_connections, 1);
+    }
+    RC_METRIC_SUB(&s->metrics, connections, 1);
+    RC_METRIC_SUB(&s->metrics, queued_bytes, c->sq.bytes);
     rc_sendq_clear(&c->sq, &s->sq_pool);
     if (c->sctx) {
         c->sctx->next_free = s->free_sctx;
@@ -114,6 +131,7 @@ void rc_conn_arm_recv(struct rc_shard *s, struct rc_conn *c) {
 int rc_conn_queue(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b) {
     if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER) return -EPIPE;
     if (rc_sendq_push(&c->sq, &s->sq_pool, b) < 0) return -ENOMEM;
+    RC_METRIC_ADD(&s->metrics, queued_bytes, b->len);
     if (!(c->flags & (RC_CF_SENDING | RC_CF_DIRTY))) {
         c->flags |= RC_CF_DIRTY;
         c->next_dirty = s->dirty;
@@ -133,7 +151,9 @@ void rc_conn_flush(struct rc_shard *s, struct rc_conn *c) {
         return;
     }
     size_t total;
-    int n = rc_sendq_fill_iov(&c->sq, x->iov, RC_SEND_IOV_MAX, &total);
+    uint32_t nodes;
+    int n = rc_sendq_fill_iov(&c->sq, x->iov, RC_SEND_IOV_MAX, &total, &nodes);
+    c->sending_nodes = (uint16_t)nodes;
     memset(&x->msg, 0, sizeof x->msg);
     x->msg.msg_iov = x->iov;
     x->msg.msg_iovlen = (size_t)n;
@@ -177,6 +197,9 @@ void rc_conn_on_send(struct rc_shard *s, struct rc_conn *c, int res) {
         return;
     }
     rc_sendq_consume(&c->sq, &s->sq_pool, (size_t)res);
+    RC_METRIC_SUB(&s->metrics, queued_bytes, (uint64_t)res);
+    RC_METRIC_ADD(&s->metrics, bytes_sent_total, (uint64_t)res);
+    RC_METRIC_ADD(&s->metrics, sends_total, 1);
     if (!rc_sendq_empty(&c->sq)) { /* more queued, or a short send: resume */
         rc_conn_flush(s, c);
         return;
@@ -325,8 +348,205 @@ static void echo_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode) 
     if (ret < 0) rc_conn_abort(s, c);
 }
 
+/* ---- /ws: the JSON subscribe protocol ---- */
+
+static void queue_text(struct rc_shard *s, struct rc_conn *c, const char *json, size_t len) {
+    size_t hl = rc_ws_header_len(len);
+    struct rc_buf *b = rc_buf_new(hl + len);
+    if (!b) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    rc_ws_write_header(b->data, RC_WS_OP_TEXT, true, false, len);
+    memcpy(b->data + hl, json, len);
+    b->len = (uint32_t)(hl + len);
+    int ret = rc_conn_queue(s, c, b);
+    rc_buf_unref(b);
+    if (ret < 0) rc_conn_abort(s, c);
+}
+
+static void reply_error(struct rc_shard *s, struct rc_conn *c, const char *message) {
+    char out[512];
+    ssize_t n = rc_proto_format_error(out, sizeof out, message);
+    if (n > 0) queue_text(s, c, out, (size_t)n);
+    RC_METRIC_ADD(&s->metrics, client_errors_total, 1);
+}
+
+/* {"type":"subscribed","<key>":[…the full current set…]} */
+static void reply_subscribed(struct rc_shard *s, struct rc_conn *c) {
+    struct rc_topic_name small[16], *names = small;
+    size_t bytes = 64;
+    if (c->subs.n > RC_ARRAY_LEN(small) && !(names = malloc(c->subs.n * sizeof *names))) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    for (uint32_t i = 0; i < c->subs.n; i++) {
+        names[i].name = c->subs.items[i].topic->name;
+        names[i].len = c->subs.items[i].topic->len;
+        bytes += names[i].len + 3;
+    }
+    char *out = malloc(bytes);
+    ssize_t n = out ? rc_proto_format_subscribed(out, bytes, (enum rc_topic_key)c->topic_key, names, c->subs.n) : -1;
+    if (n > 0)
+        queue_text(s, c, out, (size_t)n);
+    else
+        rc_conn_abort(s, c);
+    free(out);
+    if (names != small) free(names);
+}
+
+static bool is_firehose(const char *name, size_t len) { return len == 1 && name[0] == '*'; }
+
+static int subscribe_one(struct rc_shard *s, struct rc_conn *c, const char *name, size_t len) {
+    int r = rc_subset_add(&s->topics, &c->subs, c, name, len);
+    if (r > 0) {
+        RC_METRIC_ADD(&s->metrics, subscriptions, 1);
+        if (is_firehose(name, len)) c->flags |= RC_CF_FIREHOSE;
+    }
+    return r;
+}
+
+static void unsubscribe_one(struct rc_shard *s, struct rc_conn *c, const char *name, size_t len) {
+    if (rc_subset_remove(&s->topics, &c->subs, name, len) > 0) {
+        RC_METRIC_SUB(&s->metrics, subscriptions, 1);
+        if (is_firehose(name, len)) c->flags &= ~RC_CF_FIREHOSE;
+    }
+}
+
+static void ws_client_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t n) {
+    RC_METRIC_ADD(&s->metrics, client_messages_total, 1);
+    if (opcode != RC_WS_OP_TEXT) {
+        reply_error(s, c, "Binary messages are not supported: send JSON text");
+        return;
+    }
+    struct rc_cmd cmd;
+    char err[256];
+    size_t limit = s->cfg->max_topics_per_conn;
+    if (rc_proto_parse((const char *)p, n, limit, &cmd, err, sizeof err) < 0) {
+        reply_error(s, c, err);
+        return;
+    }
+    switch (cmd.type) {
+    case RC_CMD_SUBSCRIBE: {
+        c->topic_key = (uint8_t)cmd.key;
+        size_t fresh = 0;
+        for (size_t i = 0; i < cmd.ntopics; i++) {
+            bool dup = rc_subset_has(&c->subs, cmd.topics[i].name, cmd.topics[i].len);
+            for (size_t k = 0; k < i && !dup; k++)
+                dup = cmd.topics[k].len == cmd.topics[i].len && !memcmp(cmd.topics[k].name, cmd.topics[i].name, cmd.topics[i].len);
+            fresh += !dup;
+        }
+        if (c->subs.n + fresh > limit) {
+            snprintf(err, sizeof err, "Too many topics: at most %zu per connection (you have %u)", limit, c->subs.n);
+            reply_error(s, c, err);
+            break;
+        }
+        for (size_t i = 0; i < cmd.ntopics; i++)
+            if (subscribe_one(s, c, cmd.topics[i].name, cmd.topics[i].len) < 0) {
+                rc_conn_abort(s, c);
+                goto out;
+            }
+        reply_subscribed(s, c);
+        break;
+    }
+    case RC_CMD_UNSUBSCRIBE:
+        c->topic_key = (uint8_t)cmd.key;
+        for (size_t i = 0; i < cmd.ntopics; i++) unsubscribe_one(s, c, cmd.topics[i].name, cmd.topics[i].len);
+        reply_subscribed(s, c);
+        break;
+    case RC_CMD_SUBSCRIBE_ALL:
+        if (subscribe_one(s, c, "*", 1) < 0) {
+            rc_conn_abort(s, c);
+            goto out;
+        }
+        reply_subscribed(s, c);
+        break;
+    case RC_CMD_UNSUBSCRIBE_ALL:
+        RC_METRIC_SUB(&s->metrics, subscriptions, c->subs.n);
+        rc_subset_clear(&s->topics, &c->subs);
+        c->flags &= ~RC_CF_FIREHOSE;
+        reply_subscribed(s, c);
+        break;
+    case RC_CMD_PING:
+        queue_text(s, c, "{\"type\":\"pong\"}", 15);
+        break;
+    }
+out:
+    rc_cmd_free(&cmd);
+}
+
+/* ---- broadcast delivery ---- */
+
+struct conflate_ctx {
+    const struct rc_frame *like;
+    uint32_t msgs;
+};
+
+static bool same_topic_view(const struct rc_buf *b, void *arg) {
+    struct conflate_ctx *x = arg;
+    if (!rc_buf_is_view(b)) return false;
+    const struct rc_frame *f = rc_view_frame(b);
+    if (f->hash != x->like->hash || f->name_len != x->like->name_len || memcmp(f->name, x->like->name, f->name_len))
+        return false;
+    x->msgs += f->msgs;
+    return true;
+}
+
+static bool any_buf(const struct rc_buf *b, void *arg) {
+    (void)b;
+    (void)arg;
+    return true;
+}
+
+/* Queue nodes that must stay: those the send in flight covers, or a head
+ * that is partly on the wire already. */
+static uint32_t untouchable(const struct rc_conn *c) {
+    if (c->flags & RC_CF_SENDING) return c->sending_nodes;
+    return c->sq.head_off ? 1 : 0;
+}
+
+void rc_conn_deliver(struct rc_shard *s, struct rc_conn *c, struct rc_buf *view) {
+    if (c->state != RC_CONN_WS || (c->flags & RC_CF_CLOSE_SENT)) return;
+    const struct rc_frame *f = rc_view_frame(view);
+    uint64_t cap = s->cfg->max_queue_bytes;
+    if (c->sq.bytes && c->sq.bytes + view->len > cap) {
+        if (f->flags & RC_FRAME_CONFLATE) {
+            /* Latest value wins: the older queued frames of this topic go. */
+            struct conflate_ctx x = {.like = f, .msgs = 0};
+            uint64_t before = c->sq.bytes;
+            uint32_t dropped = rc_sendq_drop_if(&c->sq, &s->sq_pool, untouchable(c), same_topic_view, &x);
+            RC_METRIC_SUB(&s->metrics, queued_bytes, before - c->sq.bytes);
+            RC_METRIC_ADD(&s->metrics, frames_conflated_total, dropped);
+            RC_METRIC_ADD(&s->metrics, messages_conflated_total, x.msgs);
+        }
+        if (c->sq.bytes && c->sq.bytes + view->len > cap) {
+            /* Slow consumer: what it has not started receiving is dropped,
+             * and it is closed; nobody else waits for it. */
+            RC_METRIC_ADD(&s->metrics, slow_consumer_closes_total, 1);
+            RC_INFO("conn %u: slow consumer (%llu bytes queued, cap %llu): closing 1008", c->idx,
+                    (unsigned long long)c->sq.bytes, (unsigned long long)cap);
+            uint64_t before = c->sq.bytes;
+            rc_sendq_drop_if(&c->sq, &s->sq_pool, untouchable(c), any_buf, NULL);
+            RC_METRIC_SUB(&s->metrics, queued_bytes, before - c->sq.bytes);
+            rc_conn_ws_close(s, c, RC_WS_CLOSE_POLICY, "slow consumer");
+            return;
+        }
+    }
+    if (rc_conn_queue(s, c, view) < 0) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    RC_METRIC_ADD(&s->metrics, deliveries_total, f->msgs);
+    RC_METRIC_ADD(&s->metrics, delivery_bytes_total, view->len);
+}
+
 static void ws_on_data(struct rc_shard *s, struct rc_conn *c, const struct rc_ws_event *ev) {
     if (c->flags & RC_CF_CLOSE_SENT) return; /* closing: data is dropped (RFC 6455 §5.5.1) */
+    if (c->endpoint == RC_EP_WS && ev->fin && c->msg_len == 0) {
+        /* A whole message in one piece (the usual case): no copy. */
+        ws_client_message(s, c, ev->opcode, ev->data, ev->len);
+        return;
+    }
     if (ev->len) {
         if (msg_reserve(c, c->msg_len + ev->len + c->dec.remaining) < 0) {
             ws_fail(s, c, RC_WS_CLOSE_INTERNAL, "out of memory");
@@ -343,6 +563,12 @@ static void ws_on_data(struct rc_shard *s, struct rc_conn *c, const struct rc_ws
             return;
         }
         echo_message(s, c, ev->opcode);
+        break;
+    case RC_EP_WS:
+        ws_client_message(s, c, ev->opcode, c->msg_buf + RC_WS_MAX_HEADER, c->msg_len);
+        free(c->msg_buf);
+        c->msg_buf = NULL;
+        c->msg_len = c->msg_cap = 0;
         break;
     default:
         c->msg_len = 0;
@@ -423,7 +649,7 @@ static size_t http_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, si
             return n;
         }
         uint64_t body_len = req.content_length > 0 ? (uint64_t)req.content_length : 0;
-        if (body_len > s->cfg->max_body_bytes) {
+        if (body_len > s->cfg->max_publish_bytes) {
             /* Answer at once, without reading the body. */
             rc_http_respond_error(s, c, 413, "request body too large", NULL, false);
             return n;
@@ -463,6 +689,7 @@ static void carry_drop(struct rc_conn *c) {
 void rc_conn_on_recv(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len) {
     if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER || (c->flags & RC_CF_DECODER_DEAD))
         return; /* discarded */
+    c->last_rx_s = s->clock_s; /* any client bytes count as liveness */
     uint8_t *p = data;
     size_t n = len;
     if (c->carry_len) {

@@ -14,7 +14,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+
 #include "shard.h"
+#include "ringcast/publish.h"
 #include "ringcast/util.h"
 
 void rc_http_respond(struct rc_shard *s, struct rc_conn *c, int status, const char *content_type,
@@ -112,10 +116,123 @@ static void ws_upgrade(struct rc_shard *s, struct rc_conn *c, const struct rc_ht
         rc_conn_abort(s, c);
         return;
     }
+    if (endpoint == RC_EP_WS) {
+        if (s->nws == s->wscap) {
+            uint32_t cap = s->wscap ? s->wscap * 2 : 256;
+            struct rc_conn **v = realloc(s->wsconns, cap * sizeof *v);
+            if (!v) {
+                rc_conn_abort(s, c);
+                return;
+            }
+            s->wsconns = v;
+            s->wscap = cap;
+        }
+        c->ws_pos = s->nws;
+        s->wsconns[s->nws++] = c;
+        RC_METRIC_ADD(&s->metrics, ws_connections, 1);
+    }
     c->state = RC_CONN_WS;
     c->endpoint = (uint8_t)endpoint;
     rc_ws_decoder_init(&c->dec, s->cfg->max_message_bytes, false);
     rc_conn_set_deadline(s, c, 0);
+    RC_METRIC_ADD(&s->metrics, ws_upgrades_total, 1);
+}
+
+static bool is_post(const struct rc_http_request *req) {
+    return rc_http_slice_eq(req->method, req->method_len, "POST");
+}
+
+/* ---- POST /api/v1/publish ---- */
+
+struct publish_ctx {
+    struct rc_shard *s;
+};
+
+static int publish_item(void *arg, const struct rc_pub_item *it) {
+    struct publish_ctx *x = arg;
+    return rc_shard_publish(x->s, it->topic, it->topic_len, it->data, it->data_len, it->broadcast);
+}
+
+static void route_publish(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
+                          const uint8_t *body, size_t body_len) {
+    char err[160];
+    struct publish_ctx x = {s};
+    ssize_t n = rc_publish_parse((const char *)body, body_len, RC_PUBLISH_MAX_ITEMS, publish_item, &x, err, sizeof err);
+    if (n == -ENOMEM) {
+        rc_http_respond_error(s, c, 503, "out of memory: not all messages were published", NULL, req->keep_alive);
+        return;
+    }
+    if (n < 0) {
+        rc_http_respond_error(s, c, 400, err, NULL, req->keep_alive);
+        return;
+    }
+    char out[64];
+    int len = snprintf(out, sizeof out, "{\"published\":%zd}", n);
+    rc_http_respond(s, c, 200, "application/json", NULL, out, (size_t)len, req->keep_alive);
+}
+
+/* ---- POST /ws/test (seed 001): broadcast a test message to every client ---- */
+
+static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
+                          const uint8_t *body, size_t body_len) {
+    char when[32];
+    rc_iso8601_now(when);
+    const char *message = "test";
+    cJSON *root = NULL;
+    if (body_len) {
+        root = cJSON_ParseWithLength((const char *)body, body_len);
+        if (!root || !cJSON_IsObject(root)) {
+            cJSON_Delete(root);
+            rc_http_respond_error(s, c, 400, "body must be a JSON object such as {\"message\":\"Hello\"}", NULL,
+                                  req->keep_alive);
+            return;
+        }
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "message");
+        if (m && !cJSON_IsString(m)) {
+            cJSON_Delete(root);
+            rc_http_respond_error(s, c, 400, "\"message\" must be a string", NULL, req->keep_alive);
+            return;
+        }
+        if (m) message = m->valuestring;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "type", "test");
+    cJSON_AddStringToObject(out, "message", message);
+    cJSON_AddStringToObject(out, "timestamp", when);
+    char *text = cJSON_PrintUnformatted(out);
+    int ret = text ? rc_shard_publish(s, NULL, 0, text, strlen(text), true) : -ENOMEM;
+    free(text);
+    cJSON_Delete(out);
+    cJSON_Delete(root);
+    if (ret < 0) {
+        rc_http_respond_error(s, c, 503, "out of memory", NULL, req->keep_alive);
+        return;
+    }
+    char resp[160];
+    int n = snprintf(resp, sizeof resp,
+                     "{\"type\":\"test_response\",\"message\":\"Broadcast to all connected clients\",\"timestamp\":\"%s\"}",
+                     when);
+    rc_http_respond(s, c, 200, "application/json", NULL, resp, (size_t)n, req->keep_alive);
+}
+
+/* ---- GET /metrics (Prometheus text) ---- */
+
+static void route_metrics(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req) {
+    size_t cap = 8192;
+    char *out = malloc(cap);
+    if (!out) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    size_t len = 0;
+    struct rc_server *srv = s->srv;
+#define RC_METRIC_TEXT(kind, name, help)                                                                  {                                                                                                         uint64_t sum = 0;                                                                                     for (unsigned i = 0; i < srv->nshards; i++) sum += RC_METRIC_GET(&srv->shards[i].metrics, name);         int w = snprintf(out + len, cap - len, "# HELP ringcast_" #name " " help "\n# TYPE ringcast_" #name " " #kind "\nringcast_" #name " %llu\n", (unsigned long long)sum);         if (w > 0 && (size_t)w < cap - len) len += (size_t)w;                                             }
+    RC_METRICS(RC_METRIC_TEXT)
+#undef RC_METRIC_TEXT
+    int w = snprintf(out + len, cap - len, "# HELP ringcast_shards shard threads\n# TYPE ringcast_shards gauge\nringcast_shards %u\n", srv->nshards);
+    if (w > 0 && (size_t)w < cap - len) len += (size_t)w;
+    rc_http_respond(s, c, 200, "text/plain; version=0.0.4", NULL, out, len, req->keep_alive);
+    free(out);
 }
 
 static bool is_get(const struct rc_http_request *req) {
@@ -124,13 +241,31 @@ static bool is_get(const struct rc_http_request *req) {
 
 void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                    const uint8_t *body, size_t body_len) {
-    (void)body;
-    (void)body_len;
     const char *path = req->path;
     size_t plen = req->path_len;
 
+    RC_METRIC_ADD(&s->metrics, http_requests_total, 1);
+    if (rc_http_slice_eq(path, plen, "/ws")) {
+        ws_upgrade(s, c, req, RC_EP_WS);
+        return;
+    }
     if (s->cfg->echo && rc_http_slice_eq(path, plen, "/echo")) {
         ws_upgrade(s, c, req, RC_EP_ECHO);
+        return;
+    }
+    if (rc_http_slice_eq(path, plen, "/api/v1/publish")) {
+        if (!is_post(req)) goto post_only;
+        route_publish(s, c, req, body, body_len);
+        return;
+    }
+    if (rc_http_slice_eq(path, plen, "/ws/test")) {
+        if (!is_post(req)) goto post_only;
+        route_ws_test(s, c, req, body, body_len);
+        return;
+    }
+    if (rc_http_slice_eq(path, plen, "/metrics")) {
+        if (!is_get(req)) goto not_allowed;
+        route_metrics(s, c, req);
         return;
     }
     if (rc_http_slice_eq(path, plen, "/healthz")) {
@@ -151,4 +286,7 @@ void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_r
 
 not_allowed:
     rc_http_respond_error(s, c, 405, "method not allowed", "Allow: GET\r\n", req->keep_alive);
+    return;
+post_only:
+    rc_http_respond_error(s, c, 405, "method not allowed: use POST", "Allow: POST\r\n", req->keep_alive);
 }

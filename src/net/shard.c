@@ -19,6 +19,7 @@
  * Thread: the shard's own, except rc_server_* (main thread).
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -80,6 +81,216 @@ fail:;
     return err;
 }
 
+/* ---- the broadcast engine ---- */
+
+/*
+ * Owner side: appends one message to topic T's frame of the current batch
+ * window, starting the frame (and the window) when T has none yet.
+ */
+static int owner_append(struct rc_shard *s, const char *name, size_t len, uint64_t hash, const void *data,
+                        size_t dlen, uint8_t flags) {
+    struct rc_topic *t = rc_topic_find(&s->topics, name, len, hash);
+    if (!t || !t->building) {
+        t = rc_topic_acquire(&s->topics, name, len, hash); /* held until the window closes */
+        if (!t) return -ENOMEM;
+        size_t hint = RC_MAX((size_t)4096, 2 * (dlen + RC_WS_MAX_HEADER));
+        t->building = rc_frame_new(name, len, hash, flags | (t->conflate ? RC_FRAME_CONFLATE : 0), hint);
+        if (!t->building) {
+            rc_topic_release(&s->topics, t);
+            return -ENOMEM;
+        }
+        t->next_dirty = s->dirty_topics;
+        s->dirty_topics = t;
+        if (s->cfg->batch_ms && !s->window_armed) {
+            struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
+            s->window_ts.tv_sec = s->cfg->batch_ms / 1000;
+            s->window_ts.tv_nsec = (long)(s->cfg->batch_ms % 1000) * 1000000L;
+            io_uring_prep_timeout(sqe, &s->window_ts, 0, 0);
+            io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_WINDOW, 0, 0));
+            s->window_armed = true;
+        }
+    }
+    if (rc_frame_append_text(&t->building, data, dlen) < 0) return -ENOMEM;
+    RC_METRIC_ADD(&s->metrics, messages_published_total, 1);
+    return 0;
+}
+
+int rc_shard_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
+                     bool broadcast) {
+    if (broadcast) topic = "", topic_len = 0; /* one internal topic: broadcasts keep their order */
+    uint64_t hash = rc_topic_hash(topic, topic_len);
+    unsigned owner = broadcast ? 0 : rc_topic_owner(hash, s->srv->nshards);
+    uint8_t flags = broadcast ? RC_FRAME_BROADCAST : 0;
+    if (owner == (unsigned)s->id) return owner_append(s, topic, topic_len, hash, data, len, flags);
+    return rc_msg_add_pub(&s->out_pub[owner], hash, topic, topic_len, data, len, flags);
+}
+
+/*
+ * Delivers frame f to this shard's recipients. Consumes one frame
+ * reference the caller holds (it becomes the view's, or is released).
+ */
+static void deliver_frame(struct rc_shard *s, struct rc_topic *t, struct rc_frame *f) {
+    struct rc_buf *view = NULL;
+#define VIEW()                                                         \
+    (view ? view : (view = rc_view_new(&s->views, f)))
+    if (f->flags & RC_FRAME_BROADCAST) {
+        for (uint32_t i = 0; i < s->nws; i++)
+            if (VIEW()) rc_conn_deliver(s, s->wsconns[i], view);
+    } else {
+        if (!t) t = rc_topic_find(&s->topics, f->name, f->name_len, f->hash);
+        struct rc_topic *fh = rc_topic_find(&s->topics, "*", 1, rc_topic_hash("*", 1));
+        if (t && t != fh)
+            for (uint32_t i = 0; i < t->nsubs; i++) {
+                struct rc_conn *c = t->subs[i].conn;
+                if (!(c->flags & RC_CF_FIREHOSE) && VIEW()) rc_conn_deliver(s, c, view);
+            }
+        if (fh)
+            for (uint32_t i = 0; i < fh->nsubs; i++)
+                if (VIEW()) rc_conn_deliver(s, fh->subs[i].conn, view);
+    }
+#undef VIEW
+    if (view)
+        rc_buf_unref(view); /* the queues hold it now, or nobody and it goes */
+    else
+        rc_frame_release(f);
+}
+
+/* Closes the batch window: every frame built in it goes to this shard's
+ * subscribers and, by reference, to every other shard. */
+static void flush_window(struct rc_shard *s) {
+    unsigned n = s->srv->nshards;
+    while (s->dirty_topics) {
+        struct rc_topic *t = s->dirty_topics;
+        s->dirty_topics = t->next_dirty;
+        struct rc_frame *f = t->building;
+        t->building = NULL;
+        RC_METRIC_ADD(&s->metrics, frames_built_total, 1);
+        for (unsigned d = 0; d < n; d++) {
+            if (d == (unsigned)s->id) continue;
+            rc_frame_hold(f, 1);
+            if (rc_msg_add_frame(&s->out_frames[d], f) < 0) {
+                RC_WARN("out of memory handing a frame of %s to shard %u: dropped there", f->name, d);
+                rc_frame_release(f);
+            }
+        }
+        deliver_frame(s, t, f);
+        rc_topic_release(&s->topics, t);
+    }
+}
+
+static void flush_outboxes(struct rc_shard *s) {
+    for (unsigned d = 0; d < s->srv->nshards; d++) {
+        struct rc_inbox *in = &s->srv->shards[d].inbox;
+        /* publish records first: a shard's own messages and the frames it
+         * forwards never depend on each other's order */
+        if (s->out_pub[d]) {
+            rc_inbox_push(in, s->out_pub[d]);
+            s->out_pub[d] = NULL;
+        }
+        if (s->out_frames[d]) {
+            rc_inbox_push(in, s->out_frames[d]);
+            s->out_frames[d] = NULL;
+        }
+    }
+}
+
+static void handle_msg(struct rc_shard *s, struct rc_msg *m) {
+    if (m->kind == RC_MSG_PUBLISH) {
+        size_t off = 0;
+        for (uint32_t i = 0; i < m->count; i++) {
+            const struct rc_pub_rec *r = (const struct rc_pub_rec *)(m->data + off);
+            const char *topic = (const char *)(r + 1);
+            if (owner_append(s, topic, r->topic_len, r->hash, topic + r->topic_len, r->data_len, r->flags) < 0)
+                RC_WARN("out of memory: a message for %.*s was dropped", (int)r->topic_len, topic);
+            off += rc_pub_rec_size(r->topic_len, r->data_len);
+        }
+    } else {
+        struct rc_frame **frames = rc_msg_frames(m);
+        for (uint32_t i = 0; i < m->count; i++) deliver_frame(s, NULL, frames[i]);
+    }
+    free(m);
+}
+
+static void drain_inbox(struct rc_shard *s) {
+    rc_inbox_rearm(&s->inbox);
+    struct rc_msg *m;
+    while ((m = rc_inbox_pop(&s->inbox))) handle_msg(s, m);
+}
+
+/* Frees what an inbox or outbox still holds (teardown). */
+static void msg_discard(struct rc_msg *m) {
+    if (m->kind == RC_MSG_FRAMES)
+        for (uint32_t i = 0; i < m->count; i++) rc_frame_release(rc_msg_frames(m)[i]);
+    free(m);
+}
+
+/* ---- the demo feed ---- */
+
+static void arm_demo(struct rc_shard *s) {
+    /* Tick often enough that a burst stays small, rarely enough that an
+     * idle feed costs nothing: one message per tick at low rates, 1 ms at
+     * high rates. */
+    double period_ms = 1000.0 / s->demo_rate;
+    if (period_ms < 1) period_ms = 1;
+    if (period_ms > 100) period_ms = 100;
+    long ns = (long)(period_ms * 1e6);
+    s->demo_ts.tv_sec = ns / 1000000000L;
+    s->demo_ts.tv_nsec = ns % 1000000000L;
+    struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
+    io_uring_prep_timeout(sqe, &s->demo_ts, 0, IORING_TIMEOUT_MULTISHOT);
+    io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_DEMO, 1, 0));
+}
+
+static void on_demo_tick(struct rc_shard *s) {
+    if (s->draining || !s->ndemo_owned) return;
+    uint64_t now_ns = rc_now_ns();
+    double due = (double)(now_ns - s->demo_start_ns) / 1e9 * s->demo_rate;
+    uint64_t target = (uint64_t)due;
+    if (target > s->demo_made + (uint64_t)s->demo_rate + 1) s->demo_made = target - (uint64_t)s->demo_rate; /* a stall: at most 1 s of catch-up */
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    uint64_t now_us = (uint64_t)wall.tv_sec * 1000000u + (uint64_t)wall.tv_nsec / 1000u;
+    for (; s->demo_made < target; s->demo_made++) {
+        unsigned i = s->demo_owned[s->demo_next];
+        s->demo_next = (s->demo_next + 1) % s->ndemo_owned;
+        size_t len = rc_demo_next(&s->demo, i, now_us, s->demo_buf, s->demo_buf_cap);
+        const struct rc_demo_topic *dt = &s->demo.topics[i];
+        if (len) owner_append(s, dt->name, dt->name_len, rc_topic_hash(dt->name, dt->name_len), s->demo_buf, len, 0);
+    }
+}
+
+static int demo_setup(struct rc_shard *s) {
+    const struct rc_config *cfg = s->cfg;
+    if (rc_demo_init(&s->demo, cfg->demo_topics, cfg->demo_size, 20261121) < 0) return -ENOMEM;
+    s->demo_owned = calloc(cfg->demo_topics, sizeof *s->demo_owned);
+    s->demo_buf_cap = cfg->demo_size + 4096;
+    s->demo_buf = malloc(s->demo_buf_cap);
+    if (!s->demo_owned || !s->demo_buf) return -ENOMEM;
+    for (unsigned i = 0; i < cfg->demo_topics; i++) {
+        const struct rc_demo_topic *dt = &s->demo.topics[i];
+        if (rc_topic_owner(rc_topic_hash(dt->name, dt->name_len), s->srv->nshards) == (unsigned)s->id)
+            s->demo_owned[s->ndemo_owned++] = i;
+    }
+    if (!s->ndemo_owned) return 0;
+    s->demo_rate = (double)cfg->demo_rate * s->ndemo_owned / cfg->demo_topics;
+    s->demo_start_ns = rc_now_ns();
+    arm_demo(s);
+    return 0;
+}
+
+/* ---- liveness ---- */
+
+static void idle_sweep(struct rc_shard *s) {
+    uint32_t limit = s->cfg->idle_timeout_s;
+    for (uint32_t i = 0; i < s->nslots; i++) {
+        struct rc_conn *c = s->conns[i];
+        if (c && c->state == RC_CONN_WS && s->clock_s - c->last_rx_s > limit) {
+            RC_METRIC_ADD(&s->metrics, idle_closes_total, 1);
+            rc_conn_ws_close(s, c, RC_WS_CLOSE_NORMAL, "idle timeout");
+        }
+    }
+}
+
 /* ---- draining ---- */
 
 static void begin_drain(struct rc_shard *s) {
@@ -110,6 +321,10 @@ static void on_tick(struct rc_shard *s) {
         struct rc_conn *next = c->timed_next;
         if (c->deadline_ms <= s->now_ms) rc_conn_on_deadline(s, c);
         c = next;
+    }
+    if (s->now_ms >= s->next_sweep_ms) {
+        s->next_sweep_ms = s->now_ms + (uint64_t)s->cfg->idle_sweep_s * 1000;
+        idle_sweep(s);
     }
     if (s->draining && s->now_ms >= s->drain_deadline_ms && s->nconns) {
         RC_WARN("drain budget spent: closing %u connections", s->nconns);
@@ -201,8 +416,21 @@ static void on_cqe(struct rc_shard *s, const struct io_uring_cqe *cqe) {
         if (!(cqe->flags & IORING_CQE_F_MORE)) arm_timer(s, false);
         break;
     case RC_OP_WAKE:
+        drain_inbox(s);
         if (atomic_load(&s->stop_requested)) begin_drain(s);
-        if (!s->draining) arm_wake(s);
+        arm_wake(s); /* frames keep arriving while draining */
+        break;
+    case RC_OP_WINDOW:
+        s->window_armed = false;
+        flush_window(s);
+        break;
+    case RC_OP_DEMO:
+        if (cqe->res == -EINVAL) { /* kernel < 6.4: no multishot timeouts; the feed needs them */
+            RC_WARN("--demo needs multishot timeouts (Linux >= 6.4): demo feed off");
+            break;
+        }
+        on_demo_tick(s);
+        if (!(cqe->flags & IORING_CQE_F_MORE) && !s->draining) arm_demo(s);
         break;
     case RC_OP_NONE:
         break;
@@ -230,7 +458,12 @@ static int shard_setup(struct rc_shard *s) {
         RC_ERROR("cannot listen on %s: %s", cfg->listen_text, strerror(-ret));
         return ret;
     }
-    s->now_ms = rc_now_ms();
+    s->now_ms = s->start_ms = rc_now_ms();
+    s->next_sweep_ms = s->now_ms + (uint64_t)cfg->idle_sweep_s * 1000;
+    if (cfg->demo && demo_setup(s) < 0) {
+        RC_ERROR("out of memory setting up the demo feed");
+        return -ENOMEM;
+    }
     arm_accept(s);
     arm_wake(s);
     arm_timer(s, true);
@@ -245,6 +478,7 @@ static void shard_teardown(struct rc_shard *s) {
         /* Only reached when the loop ended with requests still in flight
          * (drain budget spent): the ring's exit cancels them. */
         rc_sendq_clear(&c->sq, &s->sq_pool);
+        rc_subset_clear(&s->topics, &c->subs);
         free(c->sctx);
         free(c->carry);
         free(c->msg_buf);
@@ -254,6 +488,23 @@ static void shard_teardown(struct rc_shard *s) {
     }
     if (s->listen_fd >= 0) close(s->listen_fd);
     s->listen_fd = -1;
+    while (s->dirty_topics) { /* a window still open */
+        struct rc_topic *t = s->dirty_topics;
+        s->dirty_topics = t->next_dirty;
+        rc_frame_release(t->building);
+        t->building = NULL;
+        rc_topic_release(&s->topics, t);
+    }
+    for (unsigned d = 0; s->out_pub && d < s->srv->nshards; d++) {
+        if (s->out_pub[d]) msg_discard(s->out_pub[d]);
+        if (s->out_frames[d]) msg_discard(s->out_frames[d]);
+        s->out_pub[d] = s->out_frames[d] = NULL;
+    }
+    rc_demo_destroy(&s->demo);
+    free(s->demo_owned);
+    free(s->demo_buf);
+    s->demo_owned = NULL;
+    s->demo_buf = NULL;
     if (s->ring.ring_fd > 0) {
         rc_bufring_destroy(&s->ring, &s->rbufs);
         io_uring_queue_exit(&s->ring);
@@ -277,6 +528,8 @@ static void *shard_main(void *arg) {
     }
 
     for (;;) {
+        if (!s->cfg->batch_ms) flush_window(s); /* --batch-ms 0: the window is one loop pass */
+        flush_outboxes(s);
         /* Flush: one SENDMSG per connection with queued bytes. */
         while (s->dirty) {
             struct rc_conn *c = s->dirty;
@@ -306,12 +559,53 @@ static void *shard_main(void *arg) {
 
 /* ---- the server (main thread) ---- */
 
+/* demo:* topics are always conflatable; --conflate adds globs. */
+static bool is_conflatable(const char *name, size_t len, void *ctx) {
+    const struct rc_server *srv = ctx;
+    char buf[256];
+    if (len >= sizeof buf) return false;
+    memcpy(buf, name, len);
+    buf[len] = 0;
+    if (!strncmp(buf, "demo:", 5)) return true;
+    for (char **p = srv->conflate; p && *p; p++)
+        if (fnmatch(*p, buf, 0) == 0) return true;
+    return false;
+}
+
+static char **split_patterns(const char *list) {
+    size_t n = 1;
+    for (const char *p = list; *p; p++) n += *p == ',';
+    char **v = calloc(n + 1, sizeof *v);
+    if (!v) return NULL;
+    size_t k = 0;
+    const char *p = list;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len) {
+            v[k] = strndup(p, len);
+            if (!v[k]) break;
+            k++;
+        }
+        p += len + (e ? 1 : 0);
+    }
+    return v;
+}
+
 struct rc_server *rc_server_create(const struct rc_config *cfg) {
     struct rc_server *srv = calloc(1, sizeof *srv);
     if (!srv) return NULL;
     srv->cfg = *cfg;
     srv->nshards = cfg->shards;
-    srv->shards = calloc(srv->nshards, sizeof *srv->shards);
+    srv->conflate = split_patterns(cfg->conflate ? cfg->conflate : "");
+    if (!srv->conflate) {
+        free(srv);
+        return NULL;
+    }
+    /* Each shard's metrics block sits on its own cache line (other shards
+     * read it for /metrics): the array needs that alignment too. */
+    srv->shards = aligned_alloc(_Alignof(struct rc_shard), srv->nshards * sizeof *srv->shards);
+    if (srv->shards) memset(srv->shards, 0, srv->nshards * sizeof *srv->shards);
     if (!srv->shards) {
         free(srv);
         return NULL;
@@ -336,6 +630,12 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         for (uint32_t k = 0; k < per_shard; k++) s->free_slots[k] = per_shard - 1 - k;
         s->nfree = per_shard;
         s->timed.timed_next = s->timed.timed_prev = &s->timed;
+        s->out_pub = calloc(srv->nshards, sizeof *s->out_pub);
+        s->out_frames = calloc(srv->nshards, sizeof *s->out_frames);
+        if (!s->out_pub || !s->out_frames || rc_topic_table_init(&s->topics, is_conflatable, srv) < 0) {
+            rc_server_destroy(srv);
+            return NULL;
+        }
         s->http_limits.max_head_bytes = cfg->max_head_bytes;
         s->http_limits.max_headers = cfg->max_headers;
         s->http_limits.max_line_bytes = cfg->max_line_bytes;
@@ -346,13 +646,14 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
 int rc_server_start(struct rc_server *srv) {
     int status = 0;
     unsigned started = 0;
-    for (unsigned i = 0; i < srv->nshards; i++) {
+    for (unsigned i = 0; i < srv->nshards; i++) { /* every inbox exists before any shard can publish */
         struct rc_shard *s = &srv->shards[i];
         s->wake_fd = eventfd(0, EFD_CLOEXEC);
-        if (s->wake_fd < 0) {
-            status = -errno;
-            break;
-        }
+        if (s->wake_fd < 0) return -errno;
+        rc_inbox_init(&s->inbox, s->wake_fd);
+    }
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        struct rc_shard *s = &srv->shards[i];
         int ret = pthread_create(&s->thread, NULL, shard_main, s);
         if (ret) {
             status = -ret;
@@ -401,11 +702,26 @@ void rc_server_destroy(struct rc_server *srv) {
     if (!srv) return;
     for (unsigned i = 0; i < srv->nshards; i++) {
         struct rc_shard *s = &srv->shards[i];
-        if (s->wake_fd >= 0) close(s->wake_fd);
+        if (s->wake_fd >= 0) {
+            /* Frames other shards sent after this one stopped reading. */
+            struct rc_msg *m;
+            while ((m = rc_inbox_pop(&s->inbox))) msg_discard(m);
+            close(s->wake_fd);
+        }
+        free(s->out_pub);
+        free(s->out_frames);
         free(s->conns);
         free(s->gens);
         free(s->free_slots);
     }
+    /* Views and topic tables last: the inboxes above may have held the
+     * last references of frames whose views live in another shard's pool. */
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        rc_view_pool_destroy(&srv->shards[i].views);
+        rc_topic_table_destroy(&srv->shards[i].topics);
+    }
+    for (char **p = srv->conflate; p && *p; p++) free(*p);
+    free(srv->conflate);
     free(srv->shards);
     free(srv);
 }

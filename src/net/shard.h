@@ -17,12 +17,17 @@
 #include <sys/uio.h>
 
 #include "ringcast/config.h"
+#include "ringcast/demo.h"
+#include "ringcast/fanout.h"
 #include "ringcast/http.h"
+#include "ringcast/metrics.h"
+#include "ringcast/pubsub.h"
 #include "ringcast/ring.h"
 #include "ringcast/sendq.h"
 #include "ringcast/ws.h"
 
 #define RC_SEND_IOV_MAX 64
+#define RC_PUBLISH_MAX_ITEMS 100000 /* messages in one POST /api/v1/publish */
 #define RC_DRAIN_IDLE_GRACE_MS 1000 /* idle keep-alive connections stay this long into a drain */
 #define RC_DRAIN_LINGER_MS 500      /* lingering after a final response, while draining */
 
@@ -43,12 +48,14 @@ enum rc_conn_flag {
     RC_CF_END_AFTER_SEND = 1u << 5, /* when the queue drains: shut down (LINGER) or close */
     RC_CF_DECODER_DEAD = 1u << 6, /* a protocol error: ignore every further byte */
     RC_CF_PEER_EOF = 1u << 7,     /* recv saw EOF */
+    RC_CF_FIREHOSE = 1u << 8,     /* subscribed to "*": gets every topic's frames */
 };
 
 /* What an upgraded connection does with its messages. */
 enum rc_endpoint {
     RC_EP_NONE = 0,
     RC_EP_ECHO, /* --echo's /echo */
+    RC_EP_WS,   /* /ws: the JSON subscribe protocol (seeds 002 and 001) */
 };
 
 struct rc_send_ctx {
@@ -86,6 +93,13 @@ struct rc_conn {
     struct rc_conn *next_dirty;
     struct rc_conn *timed_prev, *timed_next; /* on the shard's deadline list */
     uint64_t deadline_ms;                    /* 0 = none */
+
+    /* /ws subscribers */
+    struct rc_subset subs;  /* topics, in subscription order */
+    uint32_t ws_pos;        /* index in shard->wsconns */
+    uint32_t last_rx_s;     /* shard clock (s) of the last bytes received: liveness */
+    uint16_t sending_nodes; /* queue nodes the SENDMSG in flight covers: never dropped */
+    uint8_t topic_key;      /* enum rc_topic_key the client last used, for acks */
 };
 
 struct rc_server;
@@ -125,7 +139,34 @@ struct rc_shard {
     struct rc_send_ctx *free_sctx;
 
     struct rc_http_limits http_limits;
-    uint64_t now_ms; /* refreshed once per loop pass */
+    uint64_t now_ms;   /* refreshed once per loop pass */
+    uint64_t start_ms;
+    uint32_t clock_s;  /* seconds since start, for liveness */
+    uint64_t next_sweep_ms;
+
+    /* Broadcast engine */
+    struct rc_topic_table topics;
+    struct rc_view_pool views;
+    struct rc_inbox inbox;          /* woken through wake_fd */
+    struct rc_msg **out_pub;        /* per destination shard: publish records it owns */
+    struct rc_msg **out_frames;     /* per destination shard: frames for its subscribers */
+    struct rc_topic *dirty_topics;  /* owned topics with a frame in the current window */
+    bool window_armed;
+    struct __kernel_timespec window_ts;
+    struct rc_conn **wsconns;       /* every /ws connection (broadcast targets) */
+    uint32_t nws, wscap;
+
+    /* --demo: the demo topics this shard owns */
+    struct rc_demo demo;
+    unsigned *demo_owned;
+    unsigned ndemo_owned, demo_next;
+    double demo_rate; /* messages/s for this shard's share */
+    uint64_t demo_start_ns, demo_made;
+    struct __kernel_timespec demo_ts;
+    char *demo_buf;
+    size_t demo_buf_cap;
+
+    _Alignas(64) struct rc_metrics metrics;
 
     /* start-up hand-shake with the main thread */
     int start_status;
@@ -137,6 +178,7 @@ struct rc_server {
     unsigned nshards;
     struct rc_shard *shards;
     atomic_bool draining; /* readiness: false once a stop was requested */
+    char **conflate;      /* --conflate globs, NULL-terminated */
 };
 
 /* conn.c */
@@ -153,6 +195,17 @@ void rc_conn_ws_close(struct rc_shard *s, struct rc_conn *c, uint16_t code, cons
 void rc_conn_set_deadline(struct rc_shard *s, struct rc_conn *c, uint64_t deadline_ms);
 void rc_conn_on_deadline(struct rc_shard *s, struct rc_conn *c);
 void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c);
+
+/* conn.c: queues a view of a broadcast frame on a subscriber, applying the
+ * queue cap (conflation, then slow-consumer close). */
+void rc_conn_deliver(struct rc_shard *s, struct rc_conn *c, struct rc_buf *view);
+
+/* shard.c: publishes one message (HTTP, /ws/test, demo) from this shard:
+ * appended to the topic's frame when this shard owns the topic, else sent
+ * to the owner at the end of the loop pass. Broadcasts are owned by shard 0.
+ * Returns 0 or -ENOMEM. */
+int rc_shard_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
+                     bool broadcast);
 
 /* routes.c: handles one complete request (head + body). Returns bytes of
  * input the request used beyond what the caller already consumed (always 0

@@ -338,7 +338,7 @@ def test_body_huge_content_length_413(echo_server):
 
 
 def test_body_limit_boundary(start_server):
-    s = start_server("--max-body-bytes", "10", "--shards", "1")
+    s = start_server("--max-publish-bytes", "10", "--shards", "1")
     # exactly at the limit: the request is read and routed
     status, _, body = one(s, req("GET", "/healthz", ["Content-Length: 10"], body=b"0123456789"))
     assert status == 200 and json.loads(body) == {"status": "ok"}
@@ -851,7 +851,7 @@ def test_help():
     r = run_bin("--help")
     assert r.returncode == 0, r.stderr
     assert "usage: ringcast" in r.stdout
-    for flag in ["--listen", "--shards", "--echo", "--max-message-bytes", "--max-body-bytes", "--max-head-bytes",
+    for flag in ["--listen", "--shards", "--echo", "--max-message-bytes", "--max-publish-bytes", "--max-head-bytes",
                  "--max-headers", "--max-line-bytes", "--drain-s", "--request-timeout-ms", "--close-timeout-ms",
                  "--help", "--version"]:
         assert flag in r.stdout, flag

@@ -59,20 +59,20 @@ static void test_iov_resumes_after_short_send(void) {
 
     struct iovec iov[8];
     size_t total;
-    CHECK_EQ(rc_sendq_fill_iov(&q, iov, 8, &total), 3);
+    CHECK_EQ(rc_sendq_fill_iov(&q, iov, 8, &total, NULL), 3);
     CHECK_EQ(total, 60);
 
     rc_sendq_consume(&q, &pool, 15); /* all of a, 5 bytes of b */
     CHECK_EQ(ba.refs, 1);
     CHECK_EQ(q.count, 2);
-    CHECK_EQ(rc_sendq_fill_iov(&q, iov, 8, &total), 2);
+    CHECK_EQ(rc_sendq_fill_iov(&q, iov, 8, &total, NULL), 2);
     CHECK(iov[0].iov_base == b + 5);
     CHECK_EQ(iov[0].iov_len, 15);
     CHECK(iov[1].iov_base == c);
     CHECK_EQ(total, 45);
 
     /* iovec limit: only the head fits */
-    CHECK_EQ(rc_sendq_fill_iov(&q, iov, 1, &total), 1);
+    CHECK_EQ(rc_sendq_fill_iov(&q, iov, 1, &total, NULL), 1);
     CHECK_EQ(total, 15);
 
     rc_sendq_consume(&q, &pool, 15 + 29);
@@ -97,7 +97,7 @@ static void test_empty_buffers_skipped(void) {
     rc_sendq_push(&q, &pool, &full);
     struct iovec iov[4];
     size_t total;
-    CHECK_EQ(rc_sendq_fill_iov(&q, iov, 4, &total), 1);
+    CHECK_EQ(rc_sendq_fill_iov(&q, iov, 4, &total, NULL), 1);
     CHECK_EQ(total, 4);
     rc_sendq_consume(&q, &pool, 4);
     CHECK(rc_sendq_empty(&q));

@@ -137,7 +137,7 @@ static void test_short_send_resume(struct io_uring *ring) {
         size_t total;
         memset(&msg, 0, sizeof msg);
         msg.msg_iov = iov;
-        msg.msg_iovlen = (size_t)rc_sendq_fill_iov(&q, iov, 64, &total);
+        msg.msg_iovlen = (size_t)rc_sendq_fill_iov(&q, iov, 64, &total, NULL);
         struct io_uring_sqe *sqe = rc_ring_sqe(ring);
         io_uring_prep_sendmsg(sqe, fds[0], &msg, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, 2);

@@ -1,0 +1,51 @@
+/*
+ * ringcast/metrics.h — per-shard counters, summed into Prometheus text by
+ * GET /metrics.
+ *
+ * Each shard writes only its own block, with relaxed atomic load+store (a
+ * plain add on x86, no locked instruction); any shard may read every block
+ * to answer /metrics. Counters only grow; gauges are set by their shard.
+ */
+#ifndef RINGCAST_METRICS_H
+#define RINGCAST_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define RC_METRICS(X)                                                                                        \
+    X(counter, connections_accepted_total, "TCP connections accepted")                                      \
+    X(counter, ws_upgrades_total, "WebSocket handshakes completed")                                         \
+    X(counter, http_requests_total, "HTTP requests answered (including errors)")                            \
+    X(counter, messages_published_total, "messages accepted for publishing (HTTP, demo, test endpoint)")   \
+    X(counter, frames_built_total, "broadcast frames built (one per topic per batch window)")              \
+    X(counter, deliveries_total, "messages queued to subscribers (a frame of k messages to one socket is k)") \
+    X(counter, delivery_bytes_total, "bytes of broadcast frames queued to subscribers")                     \
+    X(counter, frames_conflated_total, "queued frames dropped for a slow reader of a conflatable topic")  \
+    X(counter, messages_conflated_total, "messages inside the dropped frames")                             \
+    X(counter, slow_consumer_closes_total, "connections closed 1008 for exceeding --max-queue-bytes")      \
+    X(counter, idle_closes_total, "connections closed for silence longer than --idle-timeout-s")           \
+    X(counter, client_messages_total, "WebSocket messages received from clients")                         \
+    X(counter, client_errors_total, "error replies sent to clients")                                       \
+    X(counter, bytes_sent_total, "bytes the kernel accepted on client sockets")                           \
+    X(counter, sends_total, "SENDMSG operations completed")                                                 \
+    X(gauge, connections, "open connections")                                                               \
+    X(gauge, ws_connections, "open WebSocket connections on /ws")                                           \
+    X(gauge, subscriptions, "(connection, topic) subscriptions")                                            \
+    X(gauge, queued_bytes, "bytes waiting in send queues")
+
+struct rc_metrics {
+#define RC_METRIC_FIELD(kind, name, help) _Atomic uint64_t name;
+    RC_METRICS(RC_METRIC_FIELD)
+#undef RC_METRIC_FIELD
+};
+
+/* Owner shard only. */
+#define RC_METRIC_ADD(m, field, v)                                                                   \
+    atomic_store_explicit(&(m)->field, atomic_load_explicit(&(m)->field, memory_order_relaxed) + (v), \
+                          memory_order_relaxed)
+#define RC_METRIC_SUB(m, field, v)                                                                   \
+    atomic_store_explicit(&(m)->field, atomic_load_explicit(&(m)->field, memory_order_relaxed) - (v), \
+                          memory_order_relaxed)
+#define RC_METRIC_GET(m, field) atomic_load_explicit(&(m)->field, memory_order_relaxed)
+
+#endif
