@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""perf/bench_fanout.py — fan-out to 10,000 subscribers of one demo topic.
+
+For each --batch-ms value, in one run on the same machine:
+  1. start  zig-out/bin/ringcast --listen 127.0.0.1:<free port> --shards 2 --demo
+            --demo-topics 1 --demo-rate R --batch-ms X
+  2. run    perf/build/loadgen --conns N --topics demo:BTC --warmup 3 --duration 10
+  3. read the server's utime+stime from /proc/PID/stat when loadgen prints
+     "WINDOW START" and "WINDOW END" on stderr (the instants it starts and
+     stops counting), and its RSS from /proc/PID/status at the end
+  4. SIGTERM the server
+then print one markdown table, the runs side by side, and write everything to
+perf/results/fanout-<timestamp>.json.
+
+server CPU-ns per delivery = server CPU time (all threads, user + system)
+inside the window / messages the clients received inside the window. The
+load generator runs on the same 2 cores, so it competes with the server;
+compare rows of one run, not runs of different machines.
+
+    ./dev.sh build && .venv/bin/python perf/bench_fanout.py
+    .venv/bin/python perf/bench_fanout.py --rate 200 --batch-ms-list 0,1,5
+    .venv/bin/python perf/bench_fanout.py --fake --conns 500   # checks loadgen only
+
+--fake runs perf/fake_server.py (Python, a few hundred thousand deliveries/s
+at best) instead of ringcast: a development aid for the load generator,
+never a measurement of ringcast.
+"""
+import argparse
+import json
+import os
+import pathlib
+import platform
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+PERF = pathlib.Path(__file__).resolve().parent
+ROOT = PERF.parent
+LOADGEN_SRC = PERF / "loadgen.c"
+LOADGEN_BIN = PERF / "build" / "loadgen"
+RESULTS = PERF / "results"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg):
+    print(f"bench_fanout: {msg}", file=sys.stderr, flush=True)
+
+
+def build_loadgen():
+    """Builds perf/build/loadgen when it is missing or older than loadgen.c."""
+    if LOADGEN_BIN.exists() and LOADGEN_BIN.stat().st_mtime >= LOADGEN_SRC.stat().st_mtime:
+        return
+    LOADGEN_BIN.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [os.environ.get("CC", "cc"), "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
+           "-o", str(LOADGEN_BIN), str(LOADGEN_SRC), "-lm"]
+    log("building " + " ".join(cmd))
+    subprocess.run(cmd, check=True)
+
+
+def raise_nofile(need):
+    """Soft RLIMIT_NOFILE up to the hard limit; children (server, loadgen) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < need:
+        sys.exit(f"bench_fanout: RLIMIT_NOFILE hard limit is {hard}, {need} needed per process; "
+                 f"lower --conns or raise the hard limit")
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu_ns(pid):
+    """utime + stime of the whole process (all threads), in ns."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    ticks = int(fields[11]) + int(fields[12])     # fields 14 and 15
+    return ticks * 1_000_000_000 // CLK_TCK
+
+
+def machine_busy_ns():
+    """CPU time all CPUs spent not idle (from /proc/stat), in ns."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    busy = sum(v[:8]) - idle                     # guest time is already inside user
+    return busy * 1_000_000_000 // CLK_TCK
+
+
+def proc_rss_kb(pid):
+    """(VmRSS, VmHWM) in KiB."""
+    rss = hwm = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+    return rss, hwm
+
+
+def git_describe():
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+class Server:
+    def __init__(self, cmd, log_path):
+        self.cmd = cmd
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait_listening(self, port, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.flush()
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"server exited at start (status {self.proc.returncode}):\n{tail}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not listen on port {port} within {timeout} s")
+
+    def stop(self, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log("server ignored SIGTERM; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def run_one(a, batch_ms, stamp):
+    port = free_port()
+    if a.fake:
+        py = ROOT / ".venv" / "bin" / "python"
+        cmd = [str(py) if py.exists() else sys.executable, str(PERF / "fake_server.py"), "--port", str(port),
+               "--topics", "1", "--rate", str(a.rate)]
+        if a.size:
+            cmd += ["--size", str(a.size)]
+    else:
+        cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--shards", str(a.shards), "--demo",
+               "--demo-topics", "1", "--demo-rate", str(a.rate), "--batch-ms", str(batch_ms)]
+        if a.size:
+            cmd += ["--demo-size", str(a.size)]
+    cmd += a.server_arg
+    server_log = RESULTS / f"fanout-{stamp}-server-batch{batch_ms}.log"
+    log(f"batch-ms {batch_ms}: " + " ".join(cmd))
+    server = Server(cmd, server_log)
+    try:
+        server.wait_listening(port)
+        lg_json = RESULTS / f"fanout-{stamp}-loadgen-batch{batch_ms}.json"
+        lg_cmd = [str(LOADGEN_BIN), "--port", str(port), "--path", "/ws", "--conns", str(a.conns),
+                  "--topics", a.topic, "--warmup", str(a.warmup), "--duration", str(a.duration),
+                  "--connect-rate", str(a.connect_rate), "--threads", str(a.loadgen_threads),
+                  "--json", str(lg_json)]
+        log(" ".join(lg_cmd))
+        lg = subprocess.Popen(lg_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1)
+        budget = a.conns / a.connect_rate + 15 + a.warmup + a.duration + 60
+        watchdog = threading.Timer(budget, lambda: (log("loadgen overran its time; killing it"), lg.kill()))
+        watchdog.start()
+        sample = {}
+        try:
+            for line in lg.stderr:
+                line = line.rstrip("\n")
+                if line == "WINDOW START":
+                    sample["cpu0"], sample["t0"] = proc_cpu_ns(server.proc.pid), time.monotonic()
+                    sample["busy0"] = machine_busy_ns()
+                elif line == "WINDOW END":
+                    sample["cpu1"], sample["t1"] = proc_cpu_ns(server.proc.pid), time.monotonic()
+                    sample["busy1"] = machine_busy_ns()
+                    sample["rss_kb"], sample["hwm_kb"] = proc_rss_kb(server.proc.pid)
+                print(f"  {line}", file=sys.stderr, flush=True)
+            rc = lg.wait()
+        finally:
+            watchdog.cancel()
+        if server.proc.poll() is not None:
+            log(f"server exited during the run (status {server.proc.returncode}); see {server_log}")
+        if not lg_json.exists():
+            raise RuntimeError(f"loadgen wrote no result (exit {rc})")
+        res = json.loads(lg_json.read_text())
+    finally:
+        server_rc = server.stop()
+    if "cpu1" not in sample:
+        raise RuntimeError("no measured window (loadgen interrupted or the ramp failed)")
+    cpu_ns = sample["cpu1"] - sample["cpu0"]
+    wall_s = sample["t1"] - sample["t0"]
+    deliveries = res["deliveries"]
+    run = {
+        "batch_ms": batch_ms,
+        "server_cmd": cmd,
+        "server_exit": server_rc,
+        "server_log": str(server_log.relative_to(ROOT)),
+        "loadgen_cmd": lg_cmd,
+        "loadgen_exit": rc,
+        "conns": res["conns_open"],
+        "deliveries_per_s": res["deliveries_per_s"],
+        "target_deliveries_per_s": a.rate * a.conns,
+        "server_cpu_ns": cpu_ns,
+        "server_cpu_ns_per_delivery": cpu_ns / deliveries if deliveries else None,
+        "server_cpu_pct": 100.0 * cpu_ns / 1e9 / wall_s if wall_s > 0 else None,
+        "loadgen_cpu_pct": 100.0 * res["client_cpu_s"] / res["window_s"] if res["window_s"] else None,
+        # Everything else running on the machine meanwhile (other benchmarks,
+        # builds, fuzzers): a row is only comparable if this stays near 0.
+        "other_cpu_pct": max(0.0, 100.0 * ((sample["busy1"] - sample["busy0"]) - cpu_ns) / 1e9 / wall_s
+                             - 100.0 * res["client_cpu_s"] / res["window_s"]) if wall_s > 0 and res["window_s"] else None,
+        "server_rss_mb": sample["rss_kb"] / 1024,
+        "server_peak_rss_mb": sample["hwm_kb"] / 1024,
+        "loadgen": res,
+    }
+    return run
+
+
+def fmt_table(runs):
+    def pct(v):
+        return "–" if v is None else f"{v:.0f}"
+
+    head = ("| batch-ms | conns | deliveries/s | server CPU-ns/delivery | p50/p99 latency µs | lost | dup "
+            "| server RSS MB | server CPU % | loadgen CPU % | other CPU % |")
+    lines = [head, "|" + "---:|" * (head.count("|") - 1)]
+    for r in runs:
+        lg = r["loadgen"]
+        lat = lg["latency_us"]
+        ns = r["server_cpu_ns_per_delivery"]
+        lines.append(
+            f"| {r['batch_ms']} | {r['conns']} | {r['deliveries_per_s']:,.0f} | "
+            f"{'–' if ns is None else f'{ns:,.0f}'} | {lat['p50']:,} / {lat['p99']:,} | "
+            f"{lg['lost']} | {lg['duplicated']} | {r['server_rss_mb']:.1f} | "
+            f"{pct(r['server_cpu_pct'])} | {pct(r['loadgen_cpu_pct'])} | {pct(r['other_cpu_pct'])} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--conns", type=int, default=10000, help="subscribers (default 10000)")
+    ap.add_argument("--rate", type=float, default=100,
+                    help="messages/s published on the topic (default 100: 1M deliveries/s at 10K subscribers)")
+    ap.add_argument("--size", type=int, default=0, help="--demo-size BYTES (default: the server's)")
+    ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--batch-ms-list", default="0,5", help="comma list of --batch-ms values (default 0,5)")
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--server-bin", default=str(ROOT / "zig-out" / "bin" / "ringcast"))
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra server flag, repeatable (e.g. --server-arg=--max-queue-bytes=4194304)")
+    ap.add_argument("--topic", default="demo:BTC", help="topic the subscribers take (default demo:BTC)")
+    ap.add_argument("--connect-rate", type=float, default=2000, help="loadgen connections/s during the ramp")
+    ap.add_argument("--loadgen-threads", type=int, default=1)
+    ap.add_argument("--fake", action="store_true",
+                    help="use perf/fake_server.py instead of ringcast (checks the load generator only)")
+    a = ap.parse_args()
+    batch_list = [int(x) for x in a.batch_ms_list.split(",") if x.strip()]
+
+    if not a.fake and not os.access(a.server_bin, os.X_OK):
+        sys.exit(f"bench_fanout: {a.server_bin} not found; run ./dev.sh build first")
+    soft, hard = raise_nofile(a.conns + 100)
+    build_loadgen()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    runs = []
+    for bms in batch_list:
+        try:
+            runs.append(run_one(a, bms, stamp))
+        except RuntimeError as e:
+            sys.exit(f"bench_fanout: batch-ms {bms}: {e}")
+        time.sleep(1)  # let TIME_WAIT and the kernel settle between runs
+
+    out = {
+        "benchmark": "fanout",
+        "timestamp": stamp,
+        "git": git_describe(),
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "nofile": [soft, hard]},
+        "server": "perf/fake_server.py" if a.fake else a.server_bin,
+        "options": vars(a),
+        "runs": runs,
+    }
+    path = RESULTS / f"fanout-{stamp}.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+
+    print()
+    what = "perf/fake_server.py (NOT ringcast: loadgen check only)" if a.fake else "ringcast"
+    print(f"Fan-out: {a.conns} subscribers of {a.topic}, {a.rate:g} msgs/s published "
+          f"(target {a.rate * a.conns:,.0f} deliveries/s), {what}, --shards {a.shards}, "
+          f"window {a.duration:g} s after {a.warmup:g} s warm-up, {os.cpu_count()} CPUs shared with the load generator")
+    print()
+    print(fmt_table(runs))
+    print()
+    for r in runs:
+        lg = r["loadgen"]
+        problems = []
+        if lg["conns_open"] < a.conns:
+            problems.append(f"only {lg['conns_open']} of {a.conns} connections open at the end")
+        if lg["errors"]:
+            problems.append(f"{lg['errors']} errors {lg['error_detail']}")
+        if lg["lost"] or lg["duplicated"]:
+            problems.append(f"lost {lg['lost']}, duplicated {lg['duplicated']}")
+        if r["deliveries_per_s"] < 0.95 * r["target_deliveries_per_s"]:
+            problems.append(f"delivered {r['deliveries_per_s']:,.0f}/s of {r['target_deliveries_per_s']:,.0f}/s "
+                            f"(server or loadgen saturated?)")
+        if r["other_cpu_pct"] is not None and r["other_cpu_pct"] > 10:
+            problems.append(f"other processes used {r['other_cpu_pct']:.0f}% of a CPU during the window: "
+                            f"the machine was not quiet, the figures are not comparable")
+        if problems:
+            print(f"batch-ms {r['batch_ms']}: " + "; ".join(problems))
+    print(f"results: {path.relative_to(ROOT)}")
+    bad = any(r["loadgen_exit"] != 0 for r in runs)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

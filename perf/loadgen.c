@@ -1,0 +1,1596 @@
+/*
+ * perf/loadgen.c — WebSocket subscriber load generator for ringcast's benchmarks.
+ *
+ * Opens --conns client connections (at --connect-rate per second), upgrades
+ * each one to WebSocket, subscribes it to some demo topics and then reads
+ * frames until the end of the run. Every message that starts with
+ * {"topic":"…","seq":N,"ts":T is a delivery: per (connection, topic) the seq
+ * must grow by exactly one (a jump counts the missing ones as lost, a repeat
+ * or step back counts as duplicated) and now − ts goes into a latency
+ * histogram. Counting happens only inside the measured window (after
+ * --warmup, for --duration seconds); seq tracking runs all the time.
+ *
+ * Build: cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o perf/build/loadgen perf/loadgen.c -lm
+ *
+ * Threads: the main thread parses options, starts --threads workers and
+ * keeps the timeline (ramp, warmup, window, end). Each worker owns its
+ * connections (connection i belongs to worker i % threads) and its own
+ * epoll set and counters; the only shared state is a few atomics (phase
+ * flags and progress counters). Counters are summed after the workers
+ * are joined.
+ *
+ * stderr carries progress and two markers for scripts that sample the
+ * server while the window is open: a line "WINDOW START" when counting
+ * begins and "WINDOW END" when it stops. stdout carries the JSON result
+ * (also written to --json PATH).
+ *
+ * Decode path: bytes → frame decoder (streaming, any split across reads,
+ * any number of frames per read) → msg_payload() → msg_complete(). A
+ * compressed message (RSV1) is counted as an error and skipped for now;
+ * permessage-deflate would inflate inside msg_payload() (see there), the
+ * rest of the path stays the same.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define HEAD_CAP 192u         /* bytes of each message kept for parsing the prefix */
+#define CTRL_CAP 125          /* largest control-frame payload (RFC 6455 5.5) */
+#define HS_CAP 4096           /* largest HTTP response head we accept */
+#define RBUF_SIZE (256 * 1024) /* one recv() per ready socket, per worker buffer */
+#define MAX_EVENTS 512
+
+/* ------------------------------------------------------------------ */
+/* Options                                                            */
+/* ------------------------------------------------------------------ */
+
+struct options {
+    const char *host;
+    int port;
+    const char *path;
+    int conns;
+    double connect_rate;
+    double connect_timeout_s;
+    int threads;
+    struct sockaddr_in *src;
+    int nsrc;
+    const char *src_addrs_str;
+    const char *topics_str;
+    const char *topic_list_path;
+    int topic_count;    /* M: how many topics are in play (0 = all listed) */
+    int topics_per_conn; /* k (0 = all M) */
+    double warmup_s;
+    double duration_s; /* 0 = until SIGINT */
+    const char *json_path;
+    int min_open; /* -1 = conns */
+};
+
+static struct options opt = {
+    .host = "127.0.0.1",
+    .port = 8080,
+    .path = "/ws",
+    .conns = 1,
+    .connect_rate = 2000,
+    .connect_timeout_s = 10,
+    .threads = 1,
+    .warmup_s = 2,
+    .duration_s = 10,
+    .min_open = -1,
+};
+
+static struct sockaddr_in g_dst;
+
+/* Topics in play: names[0..ntopics), with a hash index name → position. */
+static char **g_topics;
+static uint32_t g_ntopics;
+static uint32_t *g_topic_hash; /* position + 1, 0 = empty */
+static uint32_t g_topic_hash_mask;
+
+/* The server's demo symbols, in its order (src/ingest/demo.c): topic i is
+ * "demo:<known[i]>", and "demo:SYM<i>" past the end of the list. */
+static const char *const demo_symbols[] = {
+    "BTC",  "ETH",    "SOL",    "XRP",    "ADA",    "DOGE", "AVAX", "DOT",  "LINK", "MATIC",  "LTC",
+    "BCH",  "ATOM",   "UNI",    "XLM",    "ETC",    "FIL",  "APT",  "ARB",  "OP",   "NEAR",   "ICP",
+    "HBAR", "VET",    "ALGO",   "BNB",    "TRX",    "SHIB", "AAVE", "AAPL", "MSFT", "NVDA",   "AMZN",
+    "GOOGL", "META",  "TSLA",   "JPM",    "V",      "SPY",  "QQQ",  "EURUSD", "GBPUSD", "USDJPY",
+    "XAUUSD", "NFLX", "AMD",    "INTC",   "ORCL",   "CRM",  "ADBE", "AVGO", "COST", "WMT",    "KO",
+    "PEP",  "DIS",    "BAC",    "XOM",    "JNJ",    "UNH",  "IWM",  "AUDUSD", "USDCHF", "XAGUSD",
+};
+#define N_DEMO_SYMBOLS (sizeof demo_symbols / sizeof demo_symbols[0])
+
+/* ------------------------------------------------------------------ */
+/* Shared timeline state                                              */
+/* ------------------------------------------------------------------ */
+
+static atomic_int g_stop;      /* workers leave their loop */
+static atomic_int g_measuring; /* counters count */
+static volatile sig_atomic_t g_sigint;
+static struct timespec g_ramp_start; /* CLOCK_MONOTONIC, set before workers start */
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("loadgen: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL)
+        die("out of memory");
+    return p;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double since_ramp_start(void)
+{
+    return mono_s() - ((double)g_ramp_start.tv_sec + g_ramp_start.tv_nsec * 1e-9);
+}
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ------------------------------------------------------------------ */
+/* SHA-1 (FIPS 180-4) and base64: only for Sec-WebSocket-Accept       */
+/* ------------------------------------------------------------------ */
+
+static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
+
+static void sha1_block(uint32_t h[5], const uint8_t *p)
+{
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 80; i++)
+        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) {
+            f = (b & c) | (~b & d);
+            k = 0x5A827999;
+        } else if (i < 40) {
+            f = b ^ c ^ d;
+            k = 0x6ED9EBA1;
+        } else if (i < 60) {
+            f = (b & c) | (b & d) | (c & d);
+            k = 0x8F1BBCDC;
+        } else {
+            f = b ^ c ^ d;
+            k = 0xCA62C1D6;
+        }
+        uint32_t t = rol32(a, 5) + f + e + k + w[i];
+        e = d;
+        d = c;
+        c = rol32(b, 30);
+        b = a;
+        a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+static void sha1(const void *data, size_t len, uint8_t out[20])
+{
+    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    const uint8_t *p = data;
+    size_t left = len;
+    while (left >= 64) {
+        sha1_block(h, p);
+        p += 64;
+        left -= 64;
+    }
+    uint8_t tail[128] = {0};
+    memcpy(tail, p, left);
+    tail[left] = 0x80;
+    size_t tail_len = left + 1 + 8 <= 64 ? 64 : 128;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++)
+        tail[tail_len - 1 - i] = (uint8_t)(bits >> (8 * i));
+    sha1_block(h, tail);
+    if (tail_len == 128)
+        sha1_block(h, tail + 64);
+    for (int i = 0; i < 5; i++) {
+        out[4 * i] = (uint8_t)(h[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(h[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(h[i] >> 8);
+        out[4 * i + 3] = (uint8_t)h[i];
+    }
+}
+
+/* Writes the base64 of in[0..n) and a NUL; returns the length. */
+static size_t base64(const uint8_t *in, size_t n, char *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = tab[(v >> 18) & 63];
+        out[o++] = tab[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? tab[v & 63] : '=';
+    }
+    out[o] = 0;
+    return o;
+}
+
+static void ws_accept_for_key(const char *key, char out[29])
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    uint8_t digest[20];
+    sha1(buf, (size_t)n, digest);
+    base64(digest, 20, out);
+}
+
+/* ------------------------------------------------------------------ */
+/* Latency histogram: log-linear, 1 µs .. 60 s                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Values below 128 µs have a bucket each. Above, every power-of-two range
+ * [2^k, 2^(k+1)) is cut into 128 equal buckets, and a bucket reports its
+ * midpoint: the error is at most half a bucket, 1/256 of the value (0.4 %).
+ * 60 s < 2^26 µs, so 19 ranges above 2^7 and 20 * 128 buckets in all.
+ */
+#define HIST_SUB 128
+#define HIST_SUB_BITS 7
+#define HIST_MAX_US 60000000ull
+#define HIST_BUCKETS (20 * HIST_SUB)
+
+static unsigned hist_index(uint64_t v)
+{
+    if (v > HIST_MAX_US)
+        v = HIST_MAX_US;
+    if (v < HIST_SUB)
+        return (unsigned)v;
+    unsigned k = 63u - (unsigned)__builtin_clzll(v); /* >= 7 */
+    unsigned shift = k - HIST_SUB_BITS;
+    return (shift + 1) * HIST_SUB + (unsigned)((v >> shift) - HIST_SUB);
+}
+
+static uint64_t hist_value(unsigned idx)
+{
+    if (idx < HIST_SUB)
+        return idx;
+    unsigned shift = idx / HIST_SUB - 1;
+    uint64_t lower = (uint64_t)(idx % HIST_SUB + HIST_SUB) << shift;
+    return lower + (((uint64_t)1 << shift) >> 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections and workers                                            */
+/* ------------------------------------------------------------------ */
+
+enum conn_state { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSED };
+
+struct sub {
+    uint32_t topic; /* position in g_topics */
+    uint32_t seen;  /* 0 until the first message sets the baseline */
+    uint64_t last;  /* highest seq seen */
+};
+
+struct conn {
+    int fd;
+    uint8_t state;
+    uint8_t out_armed; /* EPOLLOUT in the interest set */
+    uint8_t acked;     /* the "subscribed" reply arrived */
+    /* frame decoder */
+    uint8_t in_frame;    /* header complete, payload pending */
+    uint8_t hdr_have, hdr_need;
+    uint8_t frame_op, frame_fin;
+    uint8_t msg_active;     /* inside a data message (between first frame and FIN) */
+    uint8_t msg_compressed; /* RSV1 on its first frame */
+    uint8_t msg_binary;
+    uint8_t ctrl_len;
+    uint8_t hdr[14];
+    uint16_t head_len;
+    uint16_t hs_len;
+    uint32_t gidx; /* global connection number */
+    uint64_t remaining; /* payload bytes left in the current frame */
+    uint64_t msg_len;
+    double t_start; /* since ramp start, for the handshake timeout */
+    char head[HEAD_CAP];
+    uint8_t ctrl[CTRL_CAP];
+    char accept[29];
+    char *hs; /* HTTP response head while in C_HANDSHAKE */
+    char *wbuf;
+    uint32_t wlen, woff, wcap;
+    struct sub *subs;
+    uint32_t nsubs;
+};
+
+struct stats {
+    uint64_t deliveries, bytes, lost, dup;
+    uint64_t lat_count, lat_sum, lat_max, neg_latency;
+    /* errors, whole run (not only the window) */
+    uint64_t server_closes, socket_errors, protocol_errors, rsv1_frames, parse_errors, unexpected_topic,
+        error_messages;
+    uint64_t other_messages, pings;
+    uint64_t hist[HIST_BUCKETS];
+};
+
+struct worker {
+    int id;
+    pthread_t thread;
+    int ep;
+    struct conn *conns;
+    uint32_t nconns;
+    uint32_t next_start; /* conns[0..next_start) have been started */
+    double rate;         /* this worker's share of --connect-rate */
+    uint64_t rng;
+    uint8_t *rbuf;
+    double last_timeout_scan;
+    struct stats st;
+    /* read by the main thread while running */
+    _Atomic uint32_t n_open, n_established, n_failed, n_subscribed;
+    char pad[64];
+};
+
+static struct worker *g_workers;
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static bool measuring(void) { return atomic_load_explicit(&g_measuring, memory_order_relaxed) != 0; }
+
+/* --- write side ------------------------------------------------------ */
+
+static void wbuf_append(struct conn *c, const void *p, size_t n)
+{
+    if (c->woff > 0 && c->woff == c->wlen)
+        c->woff = c->wlen = 0;
+    if (c->wlen + n > c->wcap) {
+        if (c->woff > 0) { /* compact first */
+            memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+            c->wlen -= c->woff;
+            c->woff = 0;
+        }
+        if (c->wlen + n > c->wcap) {
+            uint32_t cap = c->wcap ? c->wcap : 256;
+            while (cap < c->wlen + n)
+                cap *= 2;
+            char *nb = realloc(c->wbuf, cap);
+            if (nb == NULL)
+                die("out of memory");
+            c->wbuf = nb;
+            c->wcap = cap;
+        }
+    }
+    memcpy(c->wbuf + c->wlen, p, n);
+    c->wlen += (uint32_t)n;
+}
+
+/* Queues one masked client frame (RFC 6455 5.3: clients always mask). */
+static void queue_frame(struct worker *w, struct conn *c, uint8_t opcode, const void *payload, size_t len)
+{
+    uint8_t hdr[14];
+    size_t h = 0;
+    hdr[h++] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        hdr[h++] = (uint8_t)(0x80 | len);
+    } else if (len <= 0xFFFF) {
+        hdr[h++] = 0x80 | 126;
+        hdr[h++] = (uint8_t)(len >> 8);
+        hdr[h++] = (uint8_t)len;
+    } else {
+        hdr[h++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            hdr[h++] = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    uint32_t mask32 = (uint32_t)(rng_next(&w->rng) >> 32);
+    uint8_t mask[4];
+    memcpy(mask, &mask32, 4);
+    memcpy(hdr + h, mask, 4);
+    h += 4;
+    wbuf_append(c, hdr, h);
+    uint32_t at = c->wlen;
+    wbuf_append(c, payload, len);
+    uint8_t *p = (uint8_t *)c->wbuf + at;
+    for (size_t i = 0; i < len; i++)
+        p[i] ^= mask[i & 3];
+}
+
+static void set_out_interest(struct worker *w, struct conn *c, bool want)
+{
+    if (c->out_armed == want)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
+    if (epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+        c->out_armed = want;
+}
+
+/* Sends what is queued; returns 0, or -errno on a socket error. */
+static int conn_flush(struct worker *w, struct conn *c)
+{
+    while (c->woff < c->wlen) {
+        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->woff += (uint32_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_out_interest(w, c, true);
+            return 0;
+        }
+        return n < 0 ? -errno : -EPIPE;
+    }
+    c->woff = c->wlen = 0;
+    set_out_interest(w, c, false);
+    return 0;
+}
+
+/* --- connection life cycle ------------------------------------------- */
+
+static void conn_close(struct worker *w, struct conn *c)
+{
+    if (c->state == C_CLOSED || c->state == C_IDLE)
+        return;
+    if (c->state == C_OPEN)
+        atomic_fetch_sub_explicit(&w->n_open, 1, memory_order_relaxed);
+    close(c->fd); /* also removes it from the epoll set */
+    c->fd = -1;
+    c->state = C_CLOSED;
+    free(c->hs);
+    c->hs = NULL;
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->wlen = c->woff = c->wcap = 0;
+}
+
+/* Before the 101: counts a handshake failure. */
+static void conn_fail(struct worker *w, struct conn *c, const char *why)
+{
+    if (c->state == C_CLOSED)
+        return;
+    uint32_t nf = atomic_fetch_add_explicit(&w->n_failed, 1, memory_order_relaxed);
+    if (nf < 3 && w->id == 0)
+        fprintf(stderr, "loadgen: connection %u failed: %s\n", c->gidx, why);
+    conn_close(w, c);
+}
+
+static void conn_start(struct worker *w, struct conn *c)
+{
+    c->t_start = since_ramp_start();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        uint32_t nf = atomic_fetch_add_explicit(&w->n_failed, 1, memory_order_relaxed);
+        if (nf < 3)
+            fprintf(stderr, "loadgen: socket: %s%s\n", strerror(errno),
+                    errno == EMFILE ? " (raise RLIMIT_NOFILE)" : "");
+        c->state = C_CLOSED;
+        return;
+    }
+    c->fd = fd;
+    c->state = C_CONNECTING;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (opt.nsrc > 0) {
+        /* The port is picked at connect() time for the full 4-tuple, so each
+         * source address adds its own ~28K ephemeral ports per destination. */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        const struct sockaddr_in *src = &opt.src[c->gidx % (uint32_t)opt.nsrc];
+        if (bind(fd, (const struct sockaddr *)src, sizeof *src) < 0) {
+            conn_fail(w, c, strerror(errno));
+            return;
+        }
+    }
+
+    /* Random 16-byte key, and the accept value the server must return. */
+    uint8_t raw[16];
+    uint64_t r1 = rng_next(&w->rng), r2 = rng_next(&w->rng);
+    memcpy(raw, &r1, 8);
+    memcpy(raw + 8, &r2, 8);
+    char key[25];
+    base64(raw, 16, key);
+    ws_accept_for_key(key, c->accept);
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: ringcast-loadgen\r\n\r\n",
+                     opt.path, opt.host, opt.port, key);
+    wbuf_append(c, req, (size_t)n);
+
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        conn_fail(w, c, strerror(errno));
+        return;
+    }
+    c->out_armed = 1;
+    if (connect(fd, (const struct sockaddr *)&g_dst, sizeof g_dst) < 0 && errno != EINPROGRESS) {
+        conn_fail(w, c, strerror(errno));
+        return;
+    }
+    /* Completion (or failure) of the connect shows up as EPOLLOUT/EPOLLERR. */
+}
+
+/* Once the 101 is checked: queue the subscribe message. */
+static void conn_opened(struct worker *w, struct conn *c)
+{
+    c->state = C_OPEN;
+    free(c->hs);
+    c->hs = NULL;
+    atomic_fetch_add_explicit(&w->n_open, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->n_established, 1, memory_order_relaxed);
+
+    size_t cap = 64;
+    for (uint32_t i = 0; i < c->nsubs; i++)
+        cap += strlen(g_topics[c->subs[i].topic]) + 3;
+    char *msg = xcalloc(1, cap);
+    size_t n = (size_t)snprintf(msg, cap, "{\"type\":\"subscribe\",\"topics\":[");
+    for (uint32_t i = 0; i < c->nsubs; i++)
+        n += (size_t)snprintf(msg + n, cap - n, "%s\"%s\"", i ? "," : "", g_topics[c->subs[i].topic]);
+    n += (size_t)snprintf(msg + n, cap - n, "]}");
+    queue_frame(w, c, 0x1, msg, n);
+    free(msg);
+}
+
+/* --- HTTP upgrade response ------------------------------------------- */
+
+static bool token_ieq(const char *p, size_t n, const char *lit)
+{
+    size_t m = strlen(lit);
+    return n == m && strncasecmp(p, lit, m) == 0;
+}
+
+/* head[0..len) ends with the blank line. Returns NULL if it is a valid
+ * 101 upgrade for our key, else what is wrong. */
+static const char *check_upgrade_response(const struct conn *c, const char *head, size_t len)
+{
+    if (len < 12 || memcmp(head, "HTTP/1.1 101", 12) != 0)
+        return "status is not HTTP/1.1 101";
+    bool upgrade = false, connection = false, accept = false;
+    const char *p = memchr(head, '\n', len);
+    const char *end = head + len;
+    if (p == NULL)
+        return "malformed head";
+    p++;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            break;
+        const char *line_end = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+        if (line_end == p)
+            break; /* blank line */
+        const char *colon = memchr(p, ':', (size_t)(line_end - p));
+        if (colon == NULL)
+            return "header line without colon";
+        const char *v = colon + 1, *ve = line_end;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        size_t nl = (size_t)(colon - p), vl = (size_t)(ve - v);
+        if (token_ieq(p, nl, "upgrade")) {
+            upgrade = token_ieq(v, vl, "websocket");
+        } else if (token_ieq(p, nl, "connection")) {
+            for (const char *q = v; q + 7 <= ve; q++)
+                if (strncasecmp(q, "upgrade", 7) == 0)
+                    connection = true;
+        } else if (token_ieq(p, nl, "sec-websocket-accept")) {
+            accept = vl == 28 && memcmp(v, c->accept, 28) == 0;
+            if (!accept)
+                return "wrong Sec-WebSocket-Accept";
+        } else if (token_ieq(p, nl, "sec-websocket-extensions")) {
+            return "extension negotiated that we did not offer";
+        }
+        p = eol + 1;
+    }
+    if (!upgrade)
+        return "missing Upgrade: websocket";
+    if (!connection)
+        return "missing Connection: upgrade";
+    if (!accept)
+        return "missing Sec-WebSocket-Accept";
+    return NULL;
+}
+
+/* --- messages -------------------------------------------------------- */
+
+static uint32_t topic_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+/* Position of the topic named s[0..n), or -1. */
+static int64_t topic_lookup(const char *s, size_t n)
+{
+    for (uint32_t i = topic_hash(s, n) & g_topic_hash_mask;; i = (i + 1) & g_topic_hash_mask) {
+        uint32_t v = g_topic_hash[i];
+        if (v == 0)
+            return -1;
+        const char *t = g_topics[v - 1];
+        if (strncmp(t, s, n) == 0 && t[n] == 0)
+            return v - 1;
+    }
+}
+
+static struct sub *find_sub(struct conn *c, uint32_t topic)
+{
+    /* subs are sorted by topic */
+    uint32_t lo = 0, hi = c->nsubs;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (c->subs[mid].topic < topic)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->nsubs && c->subs[lo].topic == topic ? &c->subs[lo] : NULL;
+}
+
+/* Reads decimal digits at *p (after optional spaces); false if none. */
+static bool parse_u64(const char **p, const char *end, uint64_t *out)
+{
+    const char *q = *p;
+    while (q < end && *q == ' ')
+        q++;
+    if (q >= end || *q < '0' || *q > '9')
+        return false;
+    uint64_t v = 0;
+    while (q < end && *q >= '0' && *q <= '9')
+        v = v * 10 + (uint64_t)(*q++ - '0');
+    *p = q;
+    *out = v;
+    return true;
+}
+
+static void record_latency(struct stats *st, int64_t lat)
+{
+    if (lat < 0) {
+        st->neg_latency++;
+        lat = 0;
+    }
+    st->hist[hist_index((uint64_t)lat)]++;
+    st->lat_count++;
+    st->lat_sum += (uint64_t)lat;
+    if ((uint64_t)lat > st->lat_max)
+        st->lat_max = (uint64_t)lat;
+}
+
+/* True if head[0..len) has "type" : "<value>" (any spaces around the colon). */
+static bool json_type_is(const char *head, size_t len, const char *value)
+{
+    const char *end = head + len, *p = head;
+    size_t vl = strlen(value);
+    while ((p = memmem(p, (size_t)(end - p), "\"type\"", 6)) != NULL) {
+        p += 6;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if (p >= end || *p != ':')
+            continue;
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if ((size_t)(end - p) >= vl + 2 && p[0] == '"' && memcmp(p + 1, value, vl) == 0 && p[vl + 1] == '"')
+            return true;
+    }
+    return false;
+}
+
+static void msg_complete(struct worker *w, struct conn *c, int64_t now_us)
+{
+    struct stats *st = &w->st;
+    if (c->msg_compressed)
+        return; /* already counted in rsv1_frames; see msg_payload() */
+    const char *h = c->head, *end = c->head + c->head_len;
+    static const char topic_prefix[] = "{\"topic\":\"";
+    if (!c->msg_binary && c->head_len >= sizeof topic_prefix - 1 &&
+        memcmp(h, topic_prefix, sizeof topic_prefix - 1) == 0) {
+        const char *name = h + sizeof topic_prefix - 1;
+        const char *q = memchr(name, '"', (size_t)(end - name));
+        uint64_t seq, ts;
+        const char *s;
+        if (q == NULL || (s = memmem(q, (size_t)(end - q), "\"seq\":", 6)) == NULL) {
+            st->parse_errors++;
+            return;
+        }
+        s += 6;
+        if (!parse_u64(&s, end, &seq)) {
+            st->parse_errors++;
+            return;
+        }
+        const char *t = memmem(s, (size_t)(end - s), "\"ts\":", 5);
+        if (t == NULL) {
+            st->parse_errors++;
+            return;
+        }
+        t += 5;
+        if (!parse_u64(&t, end, &ts)) {
+            st->parse_errors++;
+            return;
+        }
+        int64_t topic = topic_lookup(name, (size_t)(q - name));
+        struct sub *sb = topic < 0 ? NULL : find_sub(c, (uint32_t)topic);
+        if (sb == NULL) {
+            st->unexpected_topic++;
+            return;
+        }
+        bool meas = measuring();
+        if (!sb->seen) {
+            /* The subscription began mid-stream: this sets the baseline. */
+            sb->seen = 1;
+            sb->last = seq;
+        } else if (seq == sb->last + 1) {
+            sb->last = seq;
+        } else if (seq > sb->last + 1) {
+            if (meas)
+                st->lost += seq - sb->last - 1;
+            sb->last = seq;
+        } else if (meas) {
+            st->dup++;
+        }
+        if (meas) {
+            st->deliveries++;
+            record_latency(st, now_us - (int64_t)ts);
+        }
+        return;
+    }
+    if (!c->acked && json_type_is(h, c->head_len, "subscribed")) {
+        c->acked = 1;
+        atomic_fetch_add_explicit(&w->n_subscribed, 1, memory_order_relaxed);
+        return;
+    }
+    if (json_type_is(h, c->head_len, "error"))
+        st->error_messages++;
+    else
+        st->other_messages++;
+}
+
+/*
+ * A piece of the current data message's payload, in order. Only the first
+ * HEAD_CAP bytes are kept: the prefix is all we parse.
+ *
+ * permessage-deflate goes here: when c->msg_compressed, feed the piece to
+ * the connection's inflater (and the 00 00 ff ff tail at FIN) and pass what
+ * comes out to the copy below instead of the raw bytes. Until then,
+ * compressed messages are counted as errors and dropped.
+ */
+static void msg_payload(struct conn *c, const uint8_t *p, size_t n)
+{
+    c->msg_len += n;
+    if (c->msg_compressed)
+        return;
+    if (c->head_len < HEAD_CAP) {
+        size_t take = HEAD_CAP - c->head_len < n ? HEAD_CAP - c->head_len : n;
+        memcpy(c->head + c->head_len, p, take);
+        c->head_len = (uint16_t)(c->head_len + take);
+    }
+}
+
+/* --- frame decoder --------------------------------------------------- */
+
+/* Header complete in c->hdr[0..hdr_need). Returns 0 or -1 (protocol error). */
+static int frame_begin(struct worker *w, struct conn *c)
+{
+    const uint8_t *b = c->hdr;
+    uint8_t fin = b[0] >> 7, rsv = (b[0] >> 4) & 7, op = b[0] & 15;
+    if (b[1] & 0x80)
+        return -1; /* servers never mask */
+    if (rsv & 3)
+        return -1; /* RSV2/RSV3: no extension defines them */
+    uint64_t len = b[1] & 127;
+    if (len == 126) {
+        len = (uint64_t)b[2] << 8 | b[3];
+    } else if (len == 127) {
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | b[2 + i];
+        if (len >> 63)
+            return -1;
+    }
+    if (op >= 8) {
+        if (!fin || len > CTRL_CAP || rsv || (op != 8 && op != 9 && op != 10))
+            return -1;
+        c->ctrl_len = 0;
+    } else if (op == 0) {
+        if (!c->msg_active || rsv)
+            return -1; /* RSV1 belongs on the first frame only */
+    } else if (op == 1 || op == 2) {
+        if (c->msg_active)
+            return -1; /* a new message inside a fragmented one */
+        c->msg_active = 1;
+        c->msg_binary = op == 2;
+        c->msg_compressed = (rsv & 4) != 0;
+        c->msg_len = 0;
+        c->head_len = 0;
+        if (c->msg_compressed)
+            w->st.rsv1_frames++;
+    } else {
+        return -1;
+    }
+    c->frame_op = op;
+    c->frame_fin = fin;
+    c->remaining = len;
+    return 0;
+}
+
+/* Current frame's payload fully read. Returns 0, or -1 to close. */
+static int frame_end(struct worker *w, struct conn *c, int64_t now_us)
+{
+    switch (c->frame_op) {
+    case 0:
+    case 1:
+    case 2:
+        if (c->frame_fin) {
+            msg_complete(w, c, now_us);
+            c->msg_active = 0;
+        }
+        return 0;
+    case 9: /* ping → pong with the same payload */
+        w->st.pings++;
+        queue_frame(w, c, 0xA, c->ctrl, c->ctrl_len);
+        return 0;
+    case 10:
+        return 0;
+    default: /* close */
+        w->st.server_closes++;
+        return -1;
+    }
+}
+
+/* Feeds received bytes. Returns 0, or -1 when the connection must close
+ * (the reason is already counted). */
+static int ws_feed(struct worker *w, struct conn *c, const uint8_t *p, size_t n, int64_t now_us)
+{
+    while (n > 0) {
+        if (!c->in_frame) {
+            if (c->hdr_have < 2) {
+                c->hdr[c->hdr_have++] = *p++;
+                n--;
+                if (c->hdr_have < 2)
+                    continue;
+                uint8_t l7 = c->hdr[1] & 127;
+                c->hdr_need = (uint8_t)(2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((c->hdr[1] & 0x80) ? 4 : 0));
+            }
+            while (c->hdr_have < c->hdr_need && n > 0) {
+                c->hdr[c->hdr_have++] = *p++;
+                n--;
+            }
+            if (c->hdr_have < c->hdr_need)
+                return 0;
+            c->hdr_have = 0;
+            if (frame_begin(w, c) < 0) {
+                w->st.protocol_errors++;
+                return -1;
+            }
+            c->in_frame = 1;
+        }
+        size_t take = c->remaining < n ? (size_t)c->remaining : n;
+        if (take > 0) {
+            if (c->frame_op >= 8) {
+                memcpy(c->ctrl + c->ctrl_len, p, take);
+                c->ctrl_len = (uint8_t)(c->ctrl_len + take);
+            } else {
+                msg_payload(c, p, take);
+            }
+            p += take;
+            n -= take;
+            c->remaining -= take;
+        }
+        if (c->remaining == 0) {
+            c->in_frame = 0;
+            if (frame_end(w, c, now_us) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* --- event handling -------------------------------------------------- */
+
+/* Handshake bytes: collects the response head; the rest goes to ws_feed. */
+static void handshake_input(struct worker *w, struct conn *c, const uint8_t *p, size_t n, int64_t now_us)
+{
+    if (c->hs == NULL)
+        c->hs = xcalloc(1, HS_CAP);
+    size_t old = c->hs_len;
+    size_t copy = HS_CAP - old < n ? HS_CAP - old : n;
+    memcpy(c->hs + old, p, copy);
+    c->hs_len = (uint16_t)(old + copy);
+    size_t from = old >= 3 ? old - 3 : 0;
+    char *e = memmem(c->hs + from, c->hs_len - from, "\r\n\r\n", 4);
+    if (e == NULL) {
+        if (c->hs_len == HS_CAP)
+            conn_fail(w, c, "response head too large");
+        return;
+    }
+    size_t head_len = (size_t)(e + 4 - c->hs);
+    const char *why = check_upgrade_response(c, c->hs, head_len);
+    if (why != NULL) {
+        conn_fail(w, c, why);
+        return;
+    }
+    conn_opened(w, c);
+    size_t used = head_len - old; /* bytes of p that were head */
+    if (n > used && ws_feed(w, c, p + used, n - used, now_us) < 0) {
+        conn_close(w, c);
+        return;
+    }
+    int rc = conn_flush(w, c);
+    if (rc < 0) {
+        w->st.socket_errors++;
+        conn_close(w, c);
+    }
+}
+
+static void on_readable(struct worker *w, struct conn *c)
+{
+    ssize_t n = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        if (c->state == C_OPEN) {
+            w->st.socket_errors++;
+            conn_close(w, c);
+        } else {
+            conn_fail(w, c, strerror(errno));
+        }
+        return;
+    }
+    if (n == 0) {
+        if (c->state == C_OPEN) {
+            w->st.server_closes++;
+            conn_close(w, c);
+        } else {
+            conn_fail(w, c, "closed by server during the handshake");
+        }
+        return;
+    }
+    int64_t now_us = wall_us();
+    if (measuring())
+        w->st.bytes += (uint64_t)n;
+    if (c->state == C_HANDSHAKE || c->state == C_CONNECTING) {
+        c->state = C_HANDSHAKE;
+        handshake_input(w, c, w->rbuf, (size_t)n, now_us);
+        return;
+    }
+    if (ws_feed(w, c, w->rbuf, (size_t)n, now_us) < 0) {
+        conn_close(w, c);
+        return;
+    }
+    if (c->woff < c->wlen && !c->out_armed && conn_flush(w, c) < 0) {
+        w->st.socket_errors++;
+        conn_close(w, c);
+    }
+}
+
+static void on_event(struct worker *w, struct conn *c, uint32_t events)
+{
+    if (c->state == C_CLOSED)
+        return;
+    if (c->state == C_CONNECTING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) {
+            conn_fail(w, c, strerror(err));
+            return;
+        }
+        c->state = C_HANDSHAKE;
+    }
+    if (events & EPOLLOUT) {
+        if (conn_flush(w, c) < 0) {
+            if (c->state == C_OPEN) {
+                w->st.socket_errors++;
+                conn_close(w, c);
+            } else {
+                conn_fail(w, c, "send failed");
+            }
+            return;
+        }
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        on_readable(w, c);
+}
+
+/* Starts the connections that are due by now at this worker's rate. */
+static void ramp(struct worker *w)
+{
+    if (w->next_start >= w->nconns)
+        return;
+    double t = since_ramp_start();
+    uint64_t due = (uint64_t)(t * w->rate) + 1;
+    if (due > w->nconns)
+        due = w->nconns;
+    while (w->next_start < due && !atomic_load(&g_stop))
+        conn_start(w, &w->conns[w->next_start++]);
+}
+
+static void scan_handshake_timeouts(struct worker *w)
+{
+    double t = since_ramp_start();
+    for (uint32_t i = 0; i < w->next_start; i++) {
+        struct conn *c = &w->conns[i];
+        if ((c->state == C_CONNECTING || c->state == C_HANDSHAKE) && t - c->t_start > opt.connect_timeout_s)
+            conn_fail(w, c, "handshake timeout");
+    }
+}
+
+static bool ramp_pending(struct worker *w)
+{
+    uint32_t settled = atomic_load_explicit(&w->n_established, memory_order_relaxed) +
+                       atomic_load_explicit(&w->n_failed, memory_order_relaxed);
+    return settled < w->nconns;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct epoll_event evs[MAX_EVENTS];
+    while (!atomic_load(&g_stop)) {
+        bool ramping = ramp_pending(w);
+        if (ramping)
+            ramp(w);
+        int n = epoll_wait(w->ep, evs, MAX_EVENTS, ramping ? 1 : 50);
+        if (n < 0 && errno != EINTR)
+            die("epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++)
+            on_event(w, evs[i].data.ptr, evs[i].events);
+        if (ramping) {
+            double t = since_ramp_start();
+            if (t - w->last_timeout_scan > 0.1) {
+                w->last_timeout_scan = t;
+                scan_handshake_timeouts(w);
+            }
+        }
+    }
+    for (uint32_t i = 0; i < w->nconns; i++)
+        conn_close(w, &w->conns[i]);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Set-up, timeline, results                                          */
+/* ------------------------------------------------------------------ */
+
+static void add_topic(uint32_t *cap, const char *name, size_t len)
+{
+    if (len == 0)
+        return;
+    if (g_ntopics == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        g_topics = realloc(g_topics, *cap * sizeof *g_topics);
+        if (g_topics == NULL)
+            die("out of memory");
+    }
+    g_topics[g_ntopics++] = strndup(name, len);
+}
+
+static void build_topics(void)
+{
+    uint32_t cap = 0;
+    if (opt.topics_str != NULL) {
+        const char *s = opt.topics_str;
+        while (*s) {
+            const char *comma = strchr(s, ',');
+            size_t len = comma ? (size_t)(comma - s) : strlen(s);
+            add_topic(&cap, s, len);
+            s += len + (comma ? 1 : 0);
+        }
+    } else if (opt.topic_list_path != NULL) {
+        FILE *f = fopen(opt.topic_list_path, "r");
+        if (f == NULL)
+            die("--topic-list %s: %s", opt.topic_list_path, strerror(errno));
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            size_t len = strcspn(line, "\r\n");
+            while (len > 0 && line[len - 1] == ' ')
+                len--;
+            if (len > 0 && line[0] != '#')
+                add_topic(&cap, line, len);
+        }
+        fclose(f);
+    } else {
+        int m = opt.topic_count > 0 ? opt.topic_count : 1;
+        for (int i = 0; i < m; i++) {
+            char name[64];
+            int len = (size_t)i < N_DEMO_SYMBOLS ? snprintf(name, sizeof name, "demo:%s", demo_symbols[i])
+                                                 : snprintf(name, sizeof name, "demo:SYM%d", i);
+            add_topic(&cap, name, (size_t)len);
+        }
+    }
+    if (g_ntopics == 0)
+        die("no topics");
+    if (opt.topic_count > 0) {
+        if ((uint32_t)opt.topic_count > g_ntopics)
+            die("--topic-count %d but only %u topics listed", opt.topic_count, g_ntopics);
+        g_ntopics = (uint32_t)opt.topic_count;
+    }
+    for (uint32_t i = 0; i < g_ntopics; i++) {
+        size_t len = strlen(g_topics[i]);
+        if (len > 100 || memchr(g_topics[i], '"', len) || memchr(g_topics[i], '\\', len))
+            die("topic name too long or needs JSON escaping: %s", g_topics[i]);
+    }
+    if (opt.topics_per_conn <= 0)
+        opt.topics_per_conn = (int)g_ntopics;
+    if ((uint32_t)opt.topics_per_conn > g_ntopics)
+        die("--topics-per-conn %d is more than the %u topics", opt.topics_per_conn, g_ntopics);
+
+    uint32_t size = 16;
+    while (size < 2 * g_ntopics)
+        size *= 2;
+    g_topic_hash = xcalloc(size, sizeof *g_topic_hash);
+    g_topic_hash_mask = size - 1;
+    for (uint32_t t = 0; t < g_ntopics; t++) {
+        const char *name = g_topics[t];
+        if (topic_lookup(name, strlen(name)) >= 0)
+            die("topic listed twice: %s", name);
+        uint32_t i = topic_hash(name, strlen(name)) & g_topic_hash_mask;
+        while (g_topic_hash[i] != 0)
+            i = (i + 1) & g_topic_hash_mask;
+        g_topic_hash[i] = t + 1;
+    }
+}
+
+static int cmp_sub(const void *a, const void *b)
+{
+    uint32_t x = ((const struct sub *)a)->topic, y = ((const struct sub *)b)->topic;
+    return x < y ? -1 : x > y;
+}
+
+static void parse_src_addrs(const char *s)
+{
+    opt.src_addrs_str = s;
+    int cap = 1;
+    for (const char *q = s; *q; q++)
+        cap += *q == ',';
+    opt.src = xcalloc((size_t)cap, sizeof *opt.src);
+    char *copy = strdup(s), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        struct sockaddr_in *a = &opt.src[opt.nsrc];
+        a->sin_family = AF_INET;
+        a->sin_port = 0;
+        if (inet_pton(AF_INET, tok, &a->sin_addr) != 1)
+            die("--src-addrs: not an IPv4 address: %s", tok);
+        opt.nsrc++;
+    }
+    free(copy);
+}
+
+static void resolve_dst(void)
+{
+    memset(&g_dst, 0, sizeof g_dst);
+    g_dst.sin_family = AF_INET;
+    g_dst.sin_port = htons((uint16_t)opt.port);
+    if (inet_pton(AF_INET, opt.host, &g_dst.sin_addr) == 1)
+        return;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
+    int rc = getaddrinfo(opt.host, NULL, &hints, &res);
+    if (rc != 0)
+        die("--host %s: %s", opt.host, gai_strerror(rc));
+    g_dst.sin_addr = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    freeaddrinfo(res);
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: loadgen [options]\n"
+          "  --host H              server address (default 127.0.0.1)\n"
+          "  --port N              server port (default 8080)\n"
+          "  --path P              WebSocket path (default /ws)\n"
+          "  --conns N             connections to open (default 1)\n"
+          "  --connect-rate N      new connections per second during the ramp (default 2000)\n"
+          "  --connect-timeout S   seconds a connection may take to reach 101 (default 10)\n"
+          "  --threads N           worker threads, each owning conns i %% N (default 1)\n"
+          "  --src-addrs A,B,...   bind source addresses round-robin (e.g. 127.0.0.1,127.0.0.2)\n"
+          "  --topics T1,T2,...    topics in play (default: generated demo:<SYM> names)\n"
+          "  --topic-list FILE     topics in play, one per line\n"
+          "  --topic-count M       use the first M topics (generated as demo:<SYM> by index if none listed)\n"
+          "  --topics-per-conn K   each connection subscribes K of the M topics, round-robin (default M)\n"
+          "  --warmup S            seconds after the ramp before counting starts (default 2)\n"
+          "  --duration S          seconds of counting; 0 = until SIGINT (default 10)\n"
+          "  --min-open N          exit 1 if fewer connections were established (default --conns)\n"
+          "  --json PATH           also write the JSON result there\n",
+          f);
+}
+
+static double parse_num(const char *name, const char *v, double lo)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (*v == 0 || *end != 0 || !(d >= lo))
+        die("%s: bad value '%s'", name, v);
+    return d;
+}
+
+static void parse_options(int argc, char **argv)
+{
+    enum {
+        OPT_HOST = 1000, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_RATE, OPT_CTIMEOUT, OPT_THREADS, OPT_SRC, OPT_TOPICS, OPT_TOPIC_LIST,
+        OPT_TOPIC_COUNT, OPT_TPC, OPT_WARMUP, OPT_DURATION, OPT_MIN_OPEN, OPT_JSON, OPT_HELP
+    };
+    static const struct option longopts[] = {
+        {"host", required_argument, 0, OPT_HOST},
+        {"port", required_argument, 0, OPT_PORT},
+        {"path", required_argument, 0, OPT_PATH},
+        {"conns", required_argument, 0, OPT_CONNS},
+        {"connect-rate", required_argument, 0, OPT_RATE},
+        {"connect-timeout", required_argument, 0, OPT_CTIMEOUT},
+        {"threads", required_argument, 0, OPT_THREADS},
+        {"src-addrs", required_argument, 0, OPT_SRC},
+        {"topics", required_argument, 0, OPT_TOPICS},
+        {"topic-list", required_argument, 0, OPT_TOPIC_LIST},
+        {"topic-count", required_argument, 0, OPT_TOPIC_COUNT},
+        {"topics-per-conn", required_argument, 0, OPT_TPC},
+        {"warmup", required_argument, 0, OPT_WARMUP},
+        {"duration", required_argument, 0, OPT_DURATION},
+        {"min-open", required_argument, 0, OPT_MIN_OPEN},
+        {"json", required_argument, 0, OPT_JSON},
+        {"help", no_argument, 0, OPT_HELP},
+        {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_HOST: opt.host = optarg; break;
+        case OPT_PORT: opt.port = (int)parse_num("--port", optarg, 1); break;
+        case OPT_PATH: opt.path = optarg; break;
+        case OPT_CONNS: opt.conns = (int)parse_num("--conns", optarg, 1); break;
+        case OPT_RATE: opt.connect_rate = parse_num("--connect-rate", optarg, 1); break;
+        case OPT_CTIMEOUT: opt.connect_timeout_s = parse_num("--connect-timeout", optarg, 0.001); break;
+        case OPT_THREADS: opt.threads = (int)parse_num("--threads", optarg, 1); break;
+        case OPT_SRC: parse_src_addrs(optarg); break;
+        case OPT_TOPICS: opt.topics_str = optarg; break;
+        case OPT_TOPIC_LIST: opt.topic_list_path = optarg; break;
+        case OPT_TOPIC_COUNT: opt.topic_count = (int)parse_num("--topic-count", optarg, 1); break;
+        case OPT_TPC: opt.topics_per_conn = (int)parse_num("--topics-per-conn", optarg, 1); break;
+        case OPT_WARMUP: opt.warmup_s = parse_num("--warmup", optarg, 0); break;
+        case OPT_DURATION: opt.duration_s = parse_num("--duration", optarg, 0); break;
+        case OPT_MIN_OPEN: opt.min_open = (int)parse_num("--min-open", optarg, 0); break;
+        case OPT_JSON: opt.json_path = optarg; break;
+        case OPT_HELP: usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc)
+        die("unexpected argument: %s", argv[optind]);
+    if (opt.port > 65535)
+        die("--port out of range");
+    if (opt.min_open < 0)
+        opt.min_open = opt.conns;
+    if (opt.threads > opt.conns)
+        opt.threads = opt.conns;
+    if (opt.topics_str != NULL && opt.topic_list_path != NULL)
+        die("give --topics or --topic-list, not both");
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_sigint = 1;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)opt.conns + 16 + (rlim_t)opt.threads > rl.rlim_cur)
+        fprintf(stderr, "loadgen: warning: RLIMIT_NOFILE is %llu, too low for %d connections\n",
+                (unsigned long long)rl.rlim_cur, opt.conns);
+}
+
+/* Sleeps up to s seconds in small steps; false if interrupted by SIGINT. */
+static bool sleep_interruptible(double s)
+{
+    double end = mono_s() + s;
+    while (!g_sigint) {
+        double left = end - mono_s();
+        if (left <= 0)
+            return true;
+        double step = left < 0.02 ? left : 0.02;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(step * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+struct totals {
+    uint32_t open, established, failed, subscribed;
+};
+
+static struct totals sum_progress(void)
+{
+    struct totals t = {0};
+    for (int i = 0; i < opt.threads; i++) {
+        t.open += atomic_load(&g_workers[i].n_open);
+        t.established += atomic_load(&g_workers[i].n_established);
+        t.failed += atomic_load(&g_workers[i].n_failed);
+        t.subscribed += atomic_load(&g_workers[i].n_subscribed);
+    }
+    return t;
+}
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
+
+static uint64_t percentile(const uint64_t *hist, uint64_t count, uint64_t max, double p)
+{
+    if (count == 0)
+        return 0;
+    uint64_t rank = (uint64_t)ceil(p * (double)count);
+    if (rank < 1)
+        rank = 1;
+    uint64_t cum = 0;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+        cum += hist[i];
+        if (cum >= rank) {
+            uint64_t v = hist_value(i);
+            return v > max ? max : v;
+        }
+    }
+    return max;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void write_json(FILE *f, const struct stats *st, const struct totals *tot, uint32_t open_at_end,
+                       double window_s, double connect_s, double client_cpu_s)
+{
+    uint64_t errors = st->server_closes + st->socket_errors + st->protocol_errors + st->rsv1_frames +
+                      st->parse_errors + st->unexpected_topic + st->error_messages;
+    fprintf(f, "{\n");
+    fprintf(f, "  \"conns_requested\": %d,\n", opt.conns);
+    fprintf(f, "  \"conns_open\": %u,\n", open_at_end);
+    fprintf(f, "  \"conns_established\": %u,\n", tot->established);
+    fprintf(f, "  \"conns_subscribed\": %u,\n", tot->subscribed);
+    fprintf(f, "  \"handshake_failures\": %u,\n", tot->failed);
+    fprintf(f, "  \"errors\": %" PRIu64 ",\n", errors);
+    fprintf(f,
+            "  \"error_detail\": {\"server_closes\": %" PRIu64 ", \"socket_errors\": %" PRIu64
+            ", \"protocol_errors\": %" PRIu64 ", \"rsv1_frames\": %" PRIu64 ", \"parse_errors\": %" PRIu64
+            ", \"unexpected_topic\": %" PRIu64 ", \"error_messages\": %" PRIu64 "},\n",
+            st->server_closes, st->socket_errors, st->protocol_errors, st->rsv1_frames, st->parse_errors,
+            st->unexpected_topic, st->error_messages);
+    fprintf(f, "  \"deliveries\": %" PRIu64 ",\n", st->deliveries);
+    fprintf(f, "  \"deliveries_per_s\": %.1f,\n", window_s > 0 ? (double)st->deliveries / window_s : 0.0);
+    fprintf(f, "  \"bytes\": %" PRIu64 ",\n", st->bytes);
+    fprintf(f, "  \"window_s\": %.4f,\n", window_s);
+    fprintf(f, "  \"lost\": %" PRIu64 ",\n", st->lost);
+    fprintf(f, "  \"duplicated\": %" PRIu64 ",\n", st->dup);
+    fprintf(f,
+            "  \"latency_us\": {\"p50\": %" PRIu64 ", \"p90\": %" PRIu64 ", \"p99\": %" PRIu64 ", \"p999\": %" PRIu64
+            ", \"max\": %" PRIu64 ", \"mean\": %.1f, \"count\": %" PRIu64 ", \"negative\": %" PRIu64 "},\n",
+            percentile(st->hist, st->lat_count, st->lat_max, 0.50),
+            percentile(st->hist, st->lat_count, st->lat_max, 0.90),
+            percentile(st->hist, st->lat_count, st->lat_max, 0.99),
+            percentile(st->hist, st->lat_count, st->lat_max, 0.999), st->lat_max,
+            st->lat_count ? (double)st->lat_sum / (double)st->lat_count : 0.0, st->lat_count, st->neg_latency);
+    fprintf(f, "  \"connect_s\": %.3f,\n", connect_s);
+    fprintf(f, "  \"other_messages\": %" PRIu64 ",\n", st->other_messages);
+    fprintf(f, "  \"pings\": %" PRIu64 ",\n", st->pings);
+    fprintf(f, "  \"client_cpu_s\": %.3f,\n", client_cpu_s);
+    fprintf(f, "  \"options\": {\"host\": ");
+    json_str(f, opt.host);
+    fprintf(f, ", \"port\": %d, \"path\": ", opt.port);
+    json_str(f, opt.path);
+    fprintf(f, ", \"conns\": %d, \"connect_rate\": %g, \"threads\": %d, \"src_addrs\": ", opt.conns,
+            opt.connect_rate, opt.threads);
+    json_str(f, opt.src_addrs_str ? opt.src_addrs_str : "");
+    fprintf(f, ", \"topic_count\": %u, \"topics_per_conn\": %d, \"first_topic\": ", g_ntopics, opt.topics_per_conn);
+    json_str(f, g_topics[0]);
+    fprintf(f, ", \"warmup_s\": %g, \"duration_s\": %g, \"min_open\": %d}\n", opt.warmup_s, opt.duration_s,
+            opt.min_open);
+    fprintf(f, "}\n");
+}
+
+int main(int argc, char **argv)
+{
+    parse_options(argc, argv);
+    build_topics();
+    resolve_dst();
+    raise_nofile();
+
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+        seed = (uint64_t)wall_us() ^ (uint64_t)getpid() << 32;
+
+    int T = opt.threads;
+    uint32_t k = (uint32_t)opt.topics_per_conn;
+    g_workers = xcalloc((size_t)T, sizeof *g_workers);
+    for (int t = 0; t < T; t++) {
+        struct worker *w = &g_workers[t];
+        w->id = t;
+        w->nconns = (uint32_t)((opt.conns - t + T - 1) / T);
+        w->conns = xcalloc(w->nconns, sizeof *w->conns);
+        struct sub *subs = xcalloc((size_t)w->nconns * k, sizeof *subs);
+        for (uint32_t j = 0; j < w->nconns; j++) {
+            struct conn *c = &w->conns[j];
+            c->fd = -1;
+            c->gidx = (uint32_t)t + j * (uint32_t)T;
+            c->subs = subs + (size_t)j * k;
+            c->nsubs = k;
+            for (uint32_t s = 0; s < k; s++)
+                c->subs[s].topic = (uint32_t)(((uint64_t)c->gidx * k + s) % g_ntopics);
+            qsort(c->subs, k, sizeof *c->subs, cmp_sub);
+        }
+        w->rate = opt.connect_rate / T;
+        w->rng = seed ^ ((uint64_t)(t + 1) * 0x9E3779B97F4A7C15ull);
+        if (w->rng == 0)
+            w->rng = 1;
+        w->rbuf = xcalloc(1, RBUF_SIZE);
+        w->ep = epoll_create1(EPOLL_CLOEXEC);
+        if (w->ep < 0)
+            die("epoll_create1: %s", strerror(errno));
+    }
+
+    fprintf(stderr, "loadgen: %d connections to %s:%d%s, %u topic(s) in play, %u per connection, %d thread(s)\n",
+            opt.conns, opt.host, opt.port, opt.path, g_ntopics, k, T);
+    clock_gettime(CLOCK_MONOTONIC, &g_ramp_start);
+    for (int t = 0; t < T; t++)
+        if (pthread_create(&g_workers[t].thread, NULL, worker_main, &g_workers[t]) != 0)
+            die("pthread_create failed");
+
+    /* Ramp: until every connection is established or failed. */
+    double next_print = 1.0;
+    struct totals tot;
+    for (;;) {
+        tot = sum_progress();
+        if (tot.established + tot.failed >= (uint32_t)opt.conns || g_sigint)
+            break;
+        if (since_ramp_start() >= next_print) {
+            fprintf(stderr, "loadgen: connected %u/%d (failed %u, subscribed %u)\n", tot.established, opt.conns,
+                    tot.failed, tot.subscribed);
+            next_print += 1.0;
+        }
+        sleep_interruptible(0.01);
+    }
+    double connect_s = since_ramp_start();
+    fprintf(stderr, "loadgen: ramp done in %.2f s: %u established, %u failed\n", connect_s, tot.established,
+            tot.failed);
+
+    double window_s = 0, client_cpu = 0;
+    uint32_t open_at_end = tot.open;
+    if (!g_sigint && sleep_interruptible(opt.warmup_s)) {
+        tot = sum_progress();
+        fprintf(stderr, "loadgen: warmup done: %u open, %u subscribed\n", tot.open, tot.subscribed);
+        double cpu0 = cpu_s();
+        double t0 = mono_s();
+        atomic_store(&g_measuring, 1);
+        fprintf(stderr, "WINDOW START\n");
+        fflush(stderr);
+        if (opt.duration_s > 0)
+            sleep_interruptible(opt.duration_s);
+        else
+            while (!g_sigint)
+                sleep_interruptible(1.0);
+        atomic_store(&g_measuring, 0);
+        window_s = mono_s() - t0;
+        client_cpu = cpu_s() - cpu0;
+        fprintf(stderr, "WINDOW END\n");
+        fflush(stderr);
+    }
+    tot = sum_progress();
+    open_at_end = tot.open;
+    atomic_store(&g_stop, 1);
+    for (int t = 0; t < T; t++)
+        pthread_join(g_workers[t].thread, NULL);
+
+    struct stats sum;
+    memset(&sum, 0, sizeof sum);
+    for (int t = 0; t < T; t++) {
+        const struct stats *s = &g_workers[t].st;
+        sum.deliveries += s->deliveries;
+        sum.bytes += s->bytes;
+        sum.lost += s->lost;
+        sum.dup += s->dup;
+        sum.lat_count += s->lat_count;
+        sum.lat_sum += s->lat_sum;
+        if (s->lat_max > sum.lat_max)
+            sum.lat_max = s->lat_max;
+        sum.neg_latency += s->neg_latency;
+        sum.server_closes += s->server_closes;
+        sum.socket_errors += s->socket_errors;
+        sum.protocol_errors += s->protocol_errors;
+        sum.rsv1_frames += s->rsv1_frames;
+        sum.parse_errors += s->parse_errors;
+        sum.unexpected_topic += s->unexpected_topic;
+        sum.error_messages += s->error_messages;
+        sum.other_messages += s->other_messages;
+        sum.pings += s->pings;
+        for (unsigned i = 0; i < HIST_BUCKETS; i++)
+            sum.hist[i] += s->hist[i];
+    }
+
+    write_json(stdout, &sum, &tot, open_at_end, window_s, connect_s, client_cpu);
+    fflush(stdout);
+    if (opt.json_path != NULL) {
+        FILE *f = fopen(opt.json_path, "w");
+        if (f == NULL)
+            die("--json %s: %s", opt.json_path, strerror(errno));
+        write_json(f, &sum, &tot, open_at_end, window_s, connect_s, client_cpu);
+        fclose(f);
+    }
+    if (tot.established < (uint32_t)opt.min_open) {
+        fprintf(stderr, "loadgen: only %u of %d connections established (--min-open %d)\n", tot.established,
+                opt.conns, opt.min_open);
+        return 1;
+    }
+    return 0;
+}
