@@ -19,6 +19,9 @@ const system_libs = [_][]const u8{
     // pkg-config:begin
     "liburing",
     "libcjson",
+    "libisal", // src/ws/deflate.c: permessage-deflate, levels 1-3 and small windows
+    "libdeflate", // src/ws/deflate.c: permessage-deflate, levels 4-12
+    "zlib", // src/ws/deflate.c: inflate of clients' messages
     // pkg-config:end
 };
 

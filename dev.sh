@@ -24,7 +24,7 @@ cd "$ROOT"
 
 APT_PACKAGES=(
     build-essential pkg-config
-    liburing-dev libhiredis-dev libwolfssl-dev libdeflate-dev libcjson-dev libjsmn-dev zlib1g-dev
+    liburing-dev libhiredis-dev libwolfssl-dev libdeflate-dev libisal-dev libcjson-dev libjsmn-dev zlib1g-dev
     redis-server
     clang llvm libclang-rt-14-dev valgrind
     python3 python3-venv

@@ -47,6 +47,11 @@ struct rc_config {
     unsigned demo_rate;          /* --demo-rate, messages/s over all demo topics, default 1000 */
     unsigned demo_size;          /* --demo-size, bytes per demo message, default 256 */
     unsigned demo_topics;        /* --demo-topics, default 32 */
+
+    /* permessage-deflate */
+    bool deflate;                /* --deflate on|off, default on */
+    unsigned deflate_min_bytes;  /* --deflate-min-bytes, default 256 */
+    unsigned deflate_level;      /* --deflate-level, default 1 */
 };
 
 /*

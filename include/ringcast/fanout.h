@@ -48,6 +48,13 @@ struct rc_frame {
     uint64_t hash; /* topic hash */
     uint8_t flags;
     uint16_t name_len;
+    /* The permessage-deflate variant (built once, by the owner, only when a
+     * subscriber negotiated compression): the same messages, each payload
+     * of at least --deflate-min-bytes compressed with RSV1 set. Owned by
+     * this frame; NULL when not built. */
+    struct rc_frame *deflated;
+    uint32_t deflated_max_in; /* largest original payload compressed in it */
+    uint32_t compressed_msgs; /* messages compressed in it */
     char name[RC_TOPIC_MAX_LEN + 1];
     uint8_t data[];
 };
@@ -65,8 +72,21 @@ static inline void rc_frame_hold(struct rc_frame *f, unsigned n) {
     atomic_fetch_add_explicit(&f->refs, n, memory_order_relaxed);
 }
 
-/* Drops one reference; the last one frees the frame. Any thread. */
+/* Drops one reference; the last one frees the frame (and its variant).
+ * Any thread. */
 void rc_frame_release(struct rc_frame *f);
+
+struct rc_deflater;
+
+/*
+ * Builds f->deflated from f (builder only, before f is shared): each
+ * message payload of at least min_bytes is compressed (window 2^15, no
+ * context) and sent with RSV1 when that makes it smaller; the others are
+ * copied as they are. scratch is the caller's reusable work buffer.
+ * Returns 0, or -ENOMEM (f->deflated stays NULL: subscribers get f).
+ */
+int rc_frame_build_deflated(struct rc_frame *f, struct rc_deflater *d, size_t min_bytes, uint8_t **scratch,
+                            size_t *scratch_cap);
 
 /* True when the rc_buf is a view of a frame (see rc_view_new). */
 bool rc_buf_is_view(const struct rc_buf *b);
@@ -80,11 +100,12 @@ struct rc_view_pool {
 };
 
 /*
- * A shard-local rc_buf over frame f's bytes (refs = 1, the caller's). It
- * takes over one frame reference the caller holds: the view's last unref
- * releases it. NULL when memory runs out (the reference stays the caller's).
+ * A shard-local rc_buf over frame f's bytes, or over its deflated variant's
+ * when `deflated` (refs = 1, the caller's). It takes over one frame
+ * reference the caller holds: the view's last unref releases it. NULL when
+ * memory runs out (the reference stays the caller's).
  */
-struct rc_buf *rc_view_new(struct rc_view_pool *pool, struct rc_frame *f);
+struct rc_buf *rc_view_new(struct rc_view_pool *pool, struct rc_frame *f, bool deflated);
 
 /* Frees pooled views. Every view must have been released. */
 void rc_view_pool_destroy(struct rc_view_pool *pool);
@@ -94,6 +115,14 @@ void rc_view_pool_destroy(struct rc_view_pool *pool);
 enum rc_msg_kind {
     RC_MSG_PUBLISH = 1, /* publish records for topics the receiver owns */
     RC_MSG_FRAMES,      /* frames for the receiver's subscribers */
+};
+
+/* rc_pub_rec.flags besides RC_FRAME_BROADCAST: not a message but a change
+ * of interest: the sending shard gained its first / lost its last
+ * subscriber that negotiated compression for this topic (no data). */
+enum {
+    RC_PUB_DEFLATE_INTEREST_ADD = 1u << 6,
+    RC_PUB_DEFLATE_INTEREST_DEL = 1u << 7,
 };
 
 /* The link of an inbox entry; the first member of every struct rc_msg. */

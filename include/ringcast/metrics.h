@@ -27,6 +27,9 @@
     X(counter, client_messages_total, "WebSocket messages received from clients")                         \
     X(counter, client_errors_total, "error replies sent to clients")                                       \
     X(counter, bytes_sent_total, "bytes the kernel accepted on client sockets")                           \
+    X(counter, compressions_total, "messages compressed for broadcast (once per frame, shared by subscribers)") \
+    X(counter, compressed_deliveries_total, "compressed messages queued to subscribers that negotiated permessage-deflate") \
+    X(counter, frames_deflated_total, "frames that got a deflated variant")                                  \
     X(counter, sends_total, "SENDMSG operations completed")                                                 \
     X(gauge, connections, "open connections")                                                               \
     X(gauge, ws_connections, "open WebSocket connections on /ws")                                           \

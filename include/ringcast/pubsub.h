@@ -38,6 +38,8 @@ struct rc_topic {
     uint32_t nsubs, cap;
     uint32_t users; /* subscribers + owner-side holds; freed at 0 */
     bool conflate;  /* stale frames may be dropped for a slow reader */
+    uint32_t pmd_local;  /* this shard's subscribers that negotiated compression */
+    uint32_t pmd_shards; /* owner side: shards (this one included) with such subscribers */
 
     /* Owner side (only on the shard that owns the topic). */
     struct rc_frame *building;  /* frame of the current batch window */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -60,6 +61,9 @@ static const struct opt opts[] = {
     {"demo-rate", OPT_UINT, F(demo_rate), 1, 100000000, "demo messages per second over all demo topics (default 1000)"},
     {"demo-size", OPT_UINT, F(demo_size), 0, 1u << 20, "bytes per demo message (default 256)"},
     {"demo-topics", OPT_UINT, F(demo_topics), 1, 100000, "number of demo topics (default 32)"},
+    {"deflate", OPT_BOOL, F(deflate), 0, 1, "on|off: negotiate permessage-deflate (RFC 7692); each frame is compressed once for all its subscribers (default on)"},
+    {"deflate-min-bytes", OPT_UINT, F(deflate_min_bytes), 0, 1u << 30, "messages smaller than this go out uncompressed (default 256)"},
+    {"deflate-level", OPT_UINT, F(deflate_level), 0, 12, "compression level of the deflate library (default 1)"},
 };
 
 static void usage(FILE *f) {
@@ -135,6 +139,13 @@ static int parse_size(const char *s, uint64_t *out) {
     return 0;
 }
 
+static bool is_bool_word(const char *v) {
+    static const char *const words[] = {"on", "off", "true", "false", "yes", "no", "1", "0"};
+    for (size_t i = 0; i < RC_ARRAY_LEN(words); i++)
+        if (!strcasecmp(v, words[i])) return true;
+    return false;
+}
+
 static int apply(struct rc_config *cfg, const struct opt *o, const char *val, const char *source) {
     char *field = (char *)cfg + o->offset;
     switch (o->kind) {
@@ -205,6 +216,9 @@ static void defaults(struct rc_config *cfg) {
     cfg->demo_rate = 1000;
     cfg->demo_size = 256;
     cfg->demo_topics = 32;
+    cfg->deflate = true;
+    cfg->deflate_min_bytes = 256;
+    cfg->deflate_level = 1;
     cfg->max_head_bytes = 8192;
     cfg->max_headers = 64;
     cfg->max_line_bytes = 4096;
@@ -261,6 +275,7 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
             return -EINVAL;
         }
         const char *val = eq ? eq + 1 : NULL;
+        if (!val && o->kind == OPT_BOOL && i + 1 < argc && is_bool_word(argv[i + 1])) val = argv[++i];
         if (!val && o->kind != OPT_BOOL) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "ringcast: --%s needs a value (see --help)\n", o->name);

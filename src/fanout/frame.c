@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ringcast/pmd.h"
 #include "ringcast/ws.h"
 
 struct rc_frame *rc_frame_new(const char *name, size_t len, uint64_t hash, uint8_t flags, size_t cap) {
@@ -22,6 +23,9 @@ struct rc_frame *rc_frame_new(const char *name, size_t len, uint64_t hash, uint8
     f->hash = hash;
     f->flags = flags;
     f->name_len = (uint16_t)len;
+    f->deflated = NULL;
+    f->deflated_max_in = 0;
+    f->compressed_msgs = 0;
     memcpy(f->name, name, len);
     f->name[len] = 0;
     return f;
@@ -48,7 +52,76 @@ int rc_frame_append_text(struct rc_frame **fp, const void *payload, size_t len) 
 }
 
 void rc_frame_release(struct rc_frame *f) {
-    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) free(f);
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
+        free(f->deflated);
+        free(f);
+    }
+}
+
+/* Reads the header of the server frame at p (unmasked; what
+ * rc_ws_write_header wrote). Returns the header length. */
+static size_t frame_header(const uint8_t *p, uint8_t *opcode, uint64_t *len) {
+    *opcode = p[0] & 0x0f;
+    uint64_t n = p[1] & 0x7f;
+    if (n == 126) {
+        *len = ((uint64_t)p[2] << 8) | p[3];
+        return 4;
+    }
+    if (n == 127) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++) v = (v << 8) | p[2 + i];
+        *len = v;
+        return 10;
+    }
+    *len = n;
+    return 2;
+}
+
+int rc_frame_build_deflated(struct rc_frame *f, struct rc_deflater *d, size_t min_bytes, uint8_t **scratch,
+                            size_t *scratch_cap) {
+    /* The variant is never larger than the plain frame: a message whose
+     * compressed form is not smaller goes out as it is. */
+    struct rc_frame *v = rc_frame_new(f->name, f->name_len, f->hash, f->flags, f->len);
+    if (!v) return -ENOMEM;
+    uint32_t off = 0;
+    while (off < f->len) {
+        uint8_t opcode;
+        uint64_t plen;
+        size_t hl = frame_header(f->data + off, &opcode, &plen);
+        const uint8_t *payload = f->data + off + hl;
+        bool done = false;
+        if (plen >= min_bytes && plen > 0) {
+            size_t need = rc_deflate_bound(plen);
+            if (need > *scratch_cap) {
+                uint8_t *n = realloc(*scratch, need);
+                if (!n) {
+                    free(v);
+                    return -ENOMEM;
+                }
+                *scratch = n;
+                *scratch_cap = need;
+            }
+            ssize_t clen = rc_deflate_message(d, payload, plen, *scratch, *scratch_cap, 15);
+            if (clen >= 0 && (uint64_t)clen + rc_ws_header_len((uint64_t)clen) < plen + hl) {
+                v->len += (uint32_t)rc_ws_write_header(v->data + v->len, opcode, true, true, (uint64_t)clen);
+                memcpy(v->data + v->len, *scratch, (size_t)clen);
+                v->len += (uint32_t)clen;
+                v->compressed_msgs++;
+                if (plen > v->deflated_max_in) v->deflated_max_in = (uint32_t)plen;
+                done = true;
+            }
+        }
+        if (!done) {
+            memcpy(v->data + v->len, f->data + off, hl + plen);
+            v->len += (uint32_t)(hl + plen);
+        }
+        v->msgs++;
+        off += (uint32_t)(hl + plen);
+    }
+    f->deflated_max_in = v->deflated_max_in;
+    f->compressed_msgs = v->compressed_msgs;
+    f->deflated = v;
+    return 0;
 }
 
 /* ---- views ---- */
@@ -69,7 +142,7 @@ static void view_release(struct rc_buf *b) {
 
 bool rc_buf_is_view(const struct rc_buf *b) { return b->release == view_release; }
 
-struct rc_buf *rc_view_new(struct rc_view_pool *pool, struct rc_frame *f) {
+struct rc_buf *rc_view_new(struct rc_view_pool *pool, struct rc_frame *f, bool deflated) {
     struct rc_view *v = pool->free;
     if (v) {
         pool->free = v->next_free;
@@ -81,8 +154,9 @@ struct rc_buf *rc_view_new(struct rc_view_pool *pool, struct rc_frame *f) {
         pool->total++;
     }
     v->buf.refs = 1;
-    v->buf.len = f->len;
-    v->buf.data = f->data;
+    const struct rc_frame *bytes = deflated ? f->deflated : f;
+    v->buf.len = bytes->len;
+    v->buf.data = (uint8_t *)bytes->data;
     v->buf.release = view_release;
     v->buf.owner = f;
     return &v->buf;

@@ -28,8 +28,11 @@
 #include <unistd.h>
 
 #include "shard.h"
+#include "ringcast/pmd.h"
 #include "ringcast/proto.h"
 #include "ringcast/util.h"
+
+static void unsubscribe_all(struct rc_shard *s, struct rc_conn *c);
 
 /* ---- deadlines ---- */
 
@@ -75,8 +78,8 @@ static void conn_free(struct rc_shard *s, struct rc_conn *c) {
     if (c->endpoint == RC_EP_WS) {
         /* Unsubscribing happens here, from a completion, never inside a
          * delivery loop that walks the topics' subscriber arrays. */
-        RC_METRIC_SUB(&s->metrics, subscriptions, c->subs.n);
-        rc_subset_clear(&s->topics, &c->subs);
+        unsubscribe_all(s, c);
+        if (c->pmd_bits) atomic_fetch_sub(&s->srv->pmd_ws, 1);
         struct rc_conn *last = s->wsconns[--s->nws];
         s->wsconns[c->ws_pos] = last;
         last->ws_pos = c->ws_pos;
@@ -402,15 +405,26 @@ static int subscribe_one(struct rc_shard *s, struct rc_conn *c, const char *name
     if (r > 0) {
         RC_METRIC_ADD(&s->metrics, subscriptions, 1);
         if (is_firehose(name, len)) c->flags |= RC_CF_FIREHOSE;
+        if (c->pmd_bits) rc_shard_pmd_interest(s, c->subs.items[c->subs.n - 1].topic, +1);
     }
     return r;
 }
 
 static void unsubscribe_one(struct rc_shard *s, struct rc_conn *c, const char *name, size_t len) {
-    if (rc_subset_remove(&s->topics, &c->subs, name, len) > 0) {
-        RC_METRIC_SUB(&s->metrics, subscriptions, 1);
-        if (is_firehose(name, len)) c->flags &= ~RC_CF_FIREHOSE;
-    }
+    if (!rc_subset_has(&c->subs, name, len)) return;
+    if (c->pmd_bits) rc_shard_pmd_interest(s, rc_topic_find(&s->topics, name, len, rc_topic_hash(name, len)), -1);
+    rc_subset_remove(&s->topics, &c->subs, name, len);
+    RC_METRIC_SUB(&s->metrics, subscriptions, 1);
+    if (is_firehose(name, len)) c->flags &= ~RC_CF_FIREHOSE;
+}
+
+/* Drops every subscription of c. */
+static void unsubscribe_all(struct rc_shard *s, struct rc_conn *c) {
+    if (c->pmd_bits)
+        for (uint32_t i = 0; i < c->subs.n; i++) rc_shard_pmd_interest(s, c->subs.items[i].topic, -1);
+    RC_METRIC_SUB(&s->metrics, subscriptions, c->subs.n);
+    rc_subset_clear(&s->topics, &c->subs);
+    c->flags &= ~RC_CF_FIREHOSE;
 }
 
 static void ws_client_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t n) {
@@ -462,9 +476,7 @@ static void ws_client_message(struct rc_shard *s, struct rc_conn *c, uint8_t opc
         reply_subscribed(s, c);
         break;
     case RC_CMD_UNSUBSCRIBE_ALL:
-        RC_METRIC_SUB(&s->metrics, subscriptions, c->subs.n);
-        rc_subset_clear(&s->topics, &c->subs);
-        c->flags &= ~RC_CF_FIREHOSE;
+        unsubscribe_all(s, c);
         reply_subscribed(s, c);
         break;
     case RC_CMD_PING:
@@ -538,13 +550,95 @@ void rc_conn_deliver(struct rc_shard *s, struct rc_conn *c, struct rc_buf *view)
     }
     RC_METRIC_ADD(&s->metrics, deliveries_total, f->msgs);
     RC_METRIC_ADD(&s->metrics, delivery_bytes_total, view->len);
+    if (f->deflated && view->data == f->deflated->data)
+        RC_METRIC_ADD(&s->metrics, compressed_deliveries_total, f->compressed_msgs);
+}
+
+/* Echoes a message from bytes it cannot adopt (inflated, or to be
+ * compressed): a fresh buffer with the header in front, the payload
+ * compressed when the connection negotiated it and the message is big
+ * enough. */
+static void echo_copy(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t n) {
+    bool compress = c->pmd_bits && s->deflater && n >= s->cfg->deflate_min_bytes && n > 0;
+    size_t body = compress ? rc_deflate_bound(n) : n;
+    struct rc_buf *b = rc_buf_new(RC_WS_MAX_HEADER + body);
+    if (!b) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    if (compress) {
+        ssize_t clen = rc_deflate_message(s->deflater, p, n, b->data + RC_WS_MAX_HEADER, body, c->pmd_bits);
+        if (clen < 0 || (size_t)clen >= n) {
+            compress = false; /* incompressible: plain is smaller */
+        } else {
+            size_t hl = rc_ws_header_len((uint64_t)clen);
+            rc_ws_write_header(b->data, opcode, true, true, (uint64_t)clen);
+            memmove(b->data + hl, b->data + RC_WS_MAX_HEADER, (size_t)clen);
+            b->len = (uint32_t)(hl + (size_t)clen);
+        }
+    }
+    if (!compress) {
+        size_t hl = rc_ws_write_header(b->data, opcode, true, false, n);
+        memcpy(b->data + hl, p, n);
+        b->len = (uint32_t)(hl + n);
+    }
+    int ret = rc_conn_queue(s, c, b);
+    rc_buf_unref(b);
+    if (ret < 0) rc_conn_abort(s, c);
+}
+
+/* A complete message: inflated when it came compressed (stateless, capped
+ * at --max-message-bytes), then handed to the endpoint. `assembled` says p
+ * is the connection's msg_buf (which the echo may adopt). */
+static void ws_on_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, bool compressed, const uint8_t *p,
+                          size_t n, bool assembled) {
+    if (compressed) {
+        size_t cap = s->cfg->max_message_bytes;
+        if (!s->inflate_buf && !(s->inflate_buf = malloc(cap))) {
+            ws_fail(s, c, RC_WS_CLOSE_INTERNAL, "out of memory");
+            return;
+        }
+        ssize_t r = rc_inflate_message(s->inflater, p, n, s->inflate_buf, cap);
+        if (r == -E2BIG) {
+            ws_fail(s, c, RC_WS_CLOSE_TOO_BIG, "message too big");
+            return;
+        }
+        if (r < 0) {
+            ws_fail(s, c, RC_WS_CLOSE_INVALID_DATA, "invalid compressed data");
+            return;
+        }
+        p = s->inflate_buf;
+        n = (size_t)r;
+        if (opcode == RC_WS_OP_TEXT && rc_utf8_validate(RC_UTF8_ACCEPT, p, n) != RC_UTF8_ACCEPT) {
+            ws_fail(s, c, RC_WS_CLOSE_INVALID_DATA, "invalid UTF-8");
+            return;
+        }
+        assembled = false;
+    }
+    switch (c->endpoint) {
+    case RC_EP_ECHO:
+        if (c->sq.bytes > s->cfg->max_queue_bytes) {
+            ws_fail(s, c, RC_WS_CLOSE_POLICY, "slow consumer");
+            return;
+        }
+        if (assembled && !c->pmd_bits)
+            echo_message(s, c, opcode); /* zero copy: msg_buf becomes the frame */
+        else
+            echo_copy(s, c, opcode, p, n);
+        break;
+    case RC_EP_WS:
+        ws_client_message(s, c, opcode, p, n);
+        break;
+    default:
+        break;
+    }
 }
 
 static void ws_on_data(struct rc_shard *s, struct rc_conn *c, const struct rc_ws_event *ev) {
     if (c->flags & RC_CF_CLOSE_SENT) return; /* closing: data is dropped (RFC 6455 §5.5.1) */
-    if (c->endpoint == RC_EP_WS && ev->fin && c->msg_len == 0) {
-        /* A whole message in one piece (the usual case): no copy. */
-        ws_client_message(s, c, ev->opcode, ev->data, ev->len);
+    if (ev->fin && c->msg_len == 0 && (c->endpoint != RC_EP_ECHO || ev->compressed || c->pmd_bits)) {
+        /* A whole message in one piece that nobody will adopt: no copy. */
+        ws_on_message(s, c, ev->opcode, ev->compressed, ev->data, ev->len, false);
         return;
     }
     if (ev->len) {
@@ -556,24 +650,13 @@ static void ws_on_data(struct rc_shard *s, struct rc_conn *c, const struct rc_ws
         c->msg_len += ev->len;
     }
     if (!ev->fin) return;
-    switch (c->endpoint) {
-    case RC_EP_ECHO:
-        if (c->sq.bytes > s->cfg->max_queue_bytes) {
-            ws_fail(s, c, RC_WS_CLOSE_POLICY, "slow consumer");
-            return;
-        }
-        echo_message(s, c, ev->opcode);
-        break;
-    case RC_EP_WS:
-        ws_client_message(s, c, ev->opcode, c->msg_buf + RC_WS_MAX_HEADER, c->msg_len);
-        free(c->msg_buf);
-        c->msg_buf = NULL;
-        c->msg_len = c->msg_cap = 0;
-        break;
-    default:
-        c->msg_len = 0;
-        break;
-    }
+    ws_on_message(s, c, ev->opcode, ev->compressed, c->msg_buf ? c->msg_buf + RC_WS_MAX_HEADER : ev->data, c->msg_len,
+                  c->msg_buf != NULL);
+    /* Unless the echo adopted it, the message buffer goes: idle
+     * connections hold none. */
+    free(c->msg_buf);
+    c->msg_buf = NULL;
+    c->msg_len = c->msg_cap = 0;
 }
 
 /* Runs the decoder over p[0..n). Returns the bytes consumed; stops early

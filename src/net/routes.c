@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "shard.h"
+#include "ringcast/pmd.h"
 #include "ringcast/publish.h"
 #include "ringcast/util.h"
 
@@ -94,15 +95,21 @@ static void ws_upgrade(struct rc_shard *s, struct rc_conn *c, const struct rc_ht
     }
     char accept[29];
     rc_ws_accept_key(hs.key, hs.key_len, accept);
-    char resp[256];
+    /* permessage-deflate: the first acceptable offer, or none (never a
+     * failed handshake). */
+    struct rc_pmd_params pmd = {0};
+    char ext[160];
+    bool deflate = s->cfg->deflate && rc_pmd_negotiate(req, &pmd, ext, sizeof ext) == 1;
+    char resp[384];
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\n"
                      "Upgrade: websocket\r\n"
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\n"
+                     "%s%s%s"
                      "Server: ringcast\r\n"
                      "\r\n",
-                     accept);
+                     accept, deflate ? "Sec-WebSocket-Extensions: " : "", deflate ? ext : "", deflate ? "\r\n" : "");
     struct rc_buf *b = rc_buf_new((size_t)n);
     if (!b) {
         rc_conn_abort(s, c);
@@ -133,7 +140,9 @@ static void ws_upgrade(struct rc_shard *s, struct rc_conn *c, const struct rc_ht
     }
     c->state = RC_CONN_WS;
     c->endpoint = (uint8_t)endpoint;
-    rc_ws_decoder_init(&c->dec, s->cfg->max_message_bytes, false);
+    c->pmd_bits = deflate ? pmd.server_max_window_bits : 0;
+    if (deflate && endpoint == RC_EP_WS) atomic_fetch_add(&s->srv->pmd_ws, 1);
+    rc_ws_decoder_init(&c->dec, s->cfg->max_message_bytes, deflate);
     rc_conn_set_deadline(s, c, 0);
     RC_METRIC_ADD(&s->metrics, ws_upgrades_total, 1);
 }

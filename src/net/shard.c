@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "shard.h"
+#include "ringcast/pmd.h"
 #include "ringcast/server.h"
 #include "ringcast/util.h"
 
@@ -115,6 +116,41 @@ static int owner_append(struct rc_shard *s, const char *name, size_t len, uint64
     return 0;
 }
 
+/* Owner side of a deflate-interest change from shard `from` (maybe this one). */
+static void owner_interest(struct rc_shard *s, const char *name, size_t len, uint64_t hash, int delta) {
+    if (delta > 0) {
+        struct rc_topic *t = rc_topic_acquire(&s->topics, name, len, hash); /* held while anyone compresses */
+        if (t) t->pmd_shards++;
+        return;
+    }
+    struct rc_topic *t = rc_topic_find(&s->topics, name, len, hash);
+    if (t && t->pmd_shards) {
+        t->pmd_shards--;
+        rc_topic_release(&s->topics, t);
+    }
+}
+
+void rc_shard_pmd_interest(struct rc_shard *s, struct rc_topic *t, int delta) {
+    if (!t) return;
+    if (t->len == 1 && t->name[0] == '*') { /* the firehose wants every topic compressed */
+        if (delta > 0)
+            atomic_fetch_add(&s->srv->pmd_firehose, 1);
+        else
+            atomic_fetch_sub(&s->srv->pmd_firehose, 1);
+        return;
+    }
+    t->pmd_local += (uint32_t)delta;
+    if (!(delta > 0 ? t->pmd_local == 1 : t->pmd_local == 0)) return; /* no change for the owner */
+    unsigned owner = rc_topic_owner(t->hash, s->srv->nshards);
+    if (owner == (unsigned)s->id) {
+        owner_interest(s, t->name, t->len, t->hash, delta);
+        return;
+    }
+    uint8_t flag = delta > 0 ? RC_PUB_DEFLATE_INTEREST_ADD : RC_PUB_DEFLATE_INTEREST_DEL;
+    if (rc_msg_add_pub(&s->out_pub[owner], t->hash, t->name, t->len, NULL, 0, flag) < 0)
+        RC_WARN("out of memory telling shard %u about compressing subscribers of %s", owner, t->name);
+}
+
 int rc_shard_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
                      bool broadcast) {
     if (broadcast) topic = "", topic_len = 0; /* one internal topic: broadcasts keep their order */
@@ -129,30 +165,62 @@ int rc_shard_publish(struct rc_shard *s, const char *topic, size_t topic_len, co
  * Delivers frame f to this shard's recipients. Consumes one frame
  * reference the caller holds (it becomes the view's, or is released).
  */
+struct views {
+    struct rc_shard *s;
+    struct rc_frame *f;
+    struct rc_buf *v[2]; /* plain, deflated: made on first use */
+    bool ref_taken;      /* the caller's frame reference went to a view */
+};
+
+/* The view connection c gets: the deflated variant when c negotiated
+ * compression and every compressed message in it fits c's window. */
+static struct rc_buf *view_for(struct views *x, const struct rc_conn *c) {
+    const struct rc_frame *f = x->f;
+    int k = c->pmd_bits && f->deflated && f->deflated_max_in <= (1u << c->pmd_bits);
+    if (!x->v[k]) {
+        if (x->ref_taken) rc_frame_hold(x->f, 1); /* each view holds its own frame reference */
+        x->v[k] = rc_view_new(&x->s->views, x->f, k);
+        if (!x->v[k]) {
+            if (x->ref_taken) rc_frame_release(x->f);
+            return NULL;
+        }
+        x->ref_taken = true;
+    }
+    return x->v[k];
+}
+
 static void deliver_frame(struct rc_shard *s, struct rc_topic *t, struct rc_frame *f) {
-    struct rc_buf *view = NULL;
-#define VIEW()                                                         \
-    (view ? view : (view = rc_view_new(&s->views, f)))
+    struct views x = {.s = s, .f = f};
+    struct rc_buf *v;
     if (f->flags & RC_FRAME_BROADCAST) {
         for (uint32_t i = 0; i < s->nws; i++)
-            if (VIEW()) rc_conn_deliver(s, s->wsconns[i], view);
+            if ((v = view_for(&x, s->wsconns[i]))) rc_conn_deliver(s, s->wsconns[i], v);
     } else {
         if (!t) t = rc_topic_find(&s->topics, f->name, f->name_len, f->hash);
         struct rc_topic *fh = rc_topic_find(&s->topics, "*", 1, rc_topic_hash("*", 1));
         if (t && t != fh)
             for (uint32_t i = 0; i < t->nsubs; i++) {
                 struct rc_conn *c = t->subs[i].conn;
-                if (!(c->flags & RC_CF_FIREHOSE) && VIEW()) rc_conn_deliver(s, c, view);
+                if (!(c->flags & RC_CF_FIREHOSE) && (v = view_for(&x, c))) rc_conn_deliver(s, c, v);
             }
         if (fh)
-            for (uint32_t i = 0; i < fh->nsubs; i++)
-                if (VIEW()) rc_conn_deliver(s, fh->subs[i].conn, view);
+            for (uint32_t i = 0; i < fh->nsubs; i++) {
+                struct rc_conn *c = fh->subs[i].conn;
+                if ((v = view_for(&x, c))) rc_conn_deliver(s, c, v);
+            }
     }
-#undef VIEW
-    if (view)
-        rc_buf_unref(view); /* the queues hold it now, or nobody and it goes */
-    else
-        rc_frame_release(f);
+    /* The queues hold the views now (or nobody does, and they go). */
+    for (int k = 0; k < 2; k++)
+        if (x.v[k]) rc_buf_unref(x.v[k]);
+    if (!x.ref_taken) rc_frame_release(f);
+}
+
+/* Whether anyone who negotiated compression will want frame f of topic t. */
+static bool wants_deflated(const struct rc_shard *s, const struct rc_topic *t, const struct rc_frame *f) {
+    if (!s->deflater) return false;
+    if (atomic_load_explicit(&s->srv->pmd_firehose, memory_order_relaxed)) return true;
+    if (f->flags & RC_FRAME_BROADCAST) return atomic_load_explicit(&s->srv->pmd_ws, memory_order_relaxed) > 0;
+    return t->pmd_shards > 0;
 }
 
 /* Closes the batch window: every frame built in it goes to this shard's
@@ -165,6 +233,13 @@ static void flush_window(struct rc_shard *s) {
         struct rc_frame *f = t->building;
         t->building = NULL;
         RC_METRIC_ADD(&s->metrics, frames_built_total, 1);
+        /* Compress once, here, before any shard sees the frame. */
+        if (wants_deflated(s, t, f) &&
+            rc_frame_build_deflated(f, s->deflater, s->cfg->deflate_min_bytes, &s->deflate_scratch,
+                                    &s->deflate_scratch_cap) == 0) {
+            RC_METRIC_ADD(&s->metrics, frames_deflated_total, 1);
+            RC_METRIC_ADD(&s->metrics, compressions_total, f->compressed_msgs);
+        }
         for (unsigned d = 0; d < n; d++) {
             if (d == (unsigned)s->id) continue;
             rc_frame_hold(f, 1);
@@ -200,7 +275,9 @@ static void handle_msg(struct rc_shard *s, struct rc_msg *m) {
         for (uint32_t i = 0; i < m->count; i++) {
             const struct rc_pub_rec *r = (const struct rc_pub_rec *)(m->data + off);
             const char *topic = (const char *)(r + 1);
-            if (owner_append(s, topic, r->topic_len, r->hash, topic + r->topic_len, r->data_len, r->flags) < 0)
+            if (r->flags & (RC_PUB_DEFLATE_INTEREST_ADD | RC_PUB_DEFLATE_INTEREST_DEL))
+                owner_interest(s, topic, r->topic_len, r->hash, (r->flags & RC_PUB_DEFLATE_INTEREST_ADD) ? 1 : -1);
+            else if (owner_append(s, topic, r->topic_len, r->hash, topic + r->topic_len, r->data_len, r->flags) < 0)
                 RC_WARN("out of memory: a message for %.*s was dropped", (int)r->topic_len, topic);
             off += rc_pub_rec_size(r->topic_len, r->data_len);
         }
@@ -460,6 +537,11 @@ static int shard_setup(struct rc_shard *s) {
     }
     s->now_ms = s->start_ms = rc_now_ms();
     s->next_sweep_ms = s->now_ms + (uint64_t)cfg->idle_sweep_s * 1000;
+    if (cfg->deflate && (!(s->deflater = rc_deflater_create((int)cfg->deflate_level)) ||
+                         !(s->inflater = rc_inflater_create()))) {
+        RC_ERROR("out of memory creating the permessage-deflate compressor");
+        return -ENOMEM;
+    }
     if (cfg->demo && demo_setup(s) < 0) {
         RC_ERROR("out of memory setting up the demo feed");
         return -ENOMEM;
@@ -500,6 +582,13 @@ static void shard_teardown(struct rc_shard *s) {
         if (s->out_frames[d]) msg_discard(s->out_frames[d]);
         s->out_pub[d] = s->out_frames[d] = NULL;
     }
+    rc_deflater_destroy(s->deflater);
+    rc_inflater_destroy(s->inflater);
+    free(s->deflate_scratch);
+    free(s->inflate_buf);
+    s->deflater = NULL;
+    s->inflater = NULL;
+    s->deflate_scratch = s->inflate_buf = NULL;
     rc_demo_destroy(&s->demo);
     free(s->demo_owned);
     free(s->demo_buf);

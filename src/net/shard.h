@@ -100,6 +100,7 @@ struct rc_conn {
     uint32_t last_rx_s;     /* shard clock (s) of the last bytes received: liveness */
     uint16_t sending_nodes; /* queue nodes the SENDMSG in flight covers: never dropped */
     uint8_t topic_key;      /* enum rc_topic_key the client last used, for acks */
+    uint8_t pmd_bits;       /* permessage-deflate negotiated: our window bits (8..15); 0 = off */
 };
 
 struct rc_server;
@@ -166,6 +167,13 @@ struct rc_shard {
     char *demo_buf;
     size_t demo_buf_cap;
 
+    /* permessage-deflate: one compressor and one inflater per shard */
+    struct rc_deflater *deflater;
+    struct rc_inflater *inflater;
+    uint8_t *deflate_scratch;
+    size_t deflate_scratch_cap;
+    uint8_t *inflate_buf; /* max_message_bytes, allocated on first use */
+
     _Alignas(64) struct rc_metrics metrics;
 
     /* start-up hand-shake with the main thread */
@@ -179,6 +187,8 @@ struct rc_server {
     struct rc_shard *shards;
     atomic_bool draining; /* readiness: false once a stop was requested */
     char **conflate;      /* --conflate globs, NULL-terminated */
+    atomic_uint pmd_firehose; /* firehose subscribers that negotiated compression, all shards */
+    atomic_uint pmd_ws;       /* /ws connections that negotiated compression, all shards */
 };
 
 /* conn.c */
@@ -199,6 +209,11 @@ void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c);
 /* conn.c: queues a view of a broadcast frame on a subscriber, applying the
  * queue cap (conflation, then slow-consumer close). */
 void rc_conn_deliver(struct rc_shard *s, struct rc_conn *c, struct rc_buf *view);
+
+/* shard.c: a connection that negotiated compression subscribed to (+1) or
+ * left (-1) topic t: keeps the owner told whether to build deflated
+ * variants of t's frames. */
+void rc_shard_pmd_interest(struct rc_shard *s, struct rc_topic *t, int delta);
 
 /* shard.c: publishes one message (HTTP, /ws/test, demo) from this shard:
  * appended to the topic's frame when this shard owns the topic, else sent

@@ -64,20 +64,31 @@ def test_echo_sizes(echo_server, compression, kind, size):
         assert ws.close_code == 1000
 
 
-def test_deflate_offer_declined(echo_server):
-    """The client offers permessage-deflate; the handshake succeeds without it."""
+def test_deflate_offer_accepted(echo_server):
+    """--deflate is on by default: the offer is accepted with no context takeover both ways."""
     with ws_connect(echo_server, compression="deflate") as ws:
-        assert ws.request.headers.get("Sec-WebSocket-Extensions", "").startswith("permessage-deflate")
         assert ws.response.status_code == 101
+        assert ws.response.headers["Sec-WebSocket-Extensions"] == (
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+        assert len(ws.protocol.extensions) == 1
+        ws.send("after offer" * 100)
+        assert ws.recv(timeout=5) == "after offer" * 100
+
+
+def test_deflate_off_declines_offer(start_server):
+    """--deflate off: the handshake succeeds without the extension."""
+    s = start_server("--echo", "--shards", "1", "--deflate", "off")
+    with ws_connect(s, compression="deflate") as ws:
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         assert ws.protocol.extensions == []
         ws.send("after offer")
         assert ws.recv(timeout=5) == "after offer"
 
 
-def test_deflate_offer_raw_then_compressed_frame_rejected(echo_server):
+def test_compressed_frame_without_negotiation_rejected(start_server):
     """Not negotiated, so a frame with RSV1 (a compressed message) is a protocol error."""
-    ws = raw(echo_server, headers={"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"})
+    s = start_server("--echo", "--shards", "1", "--deflate", "off")
+    ws = raw(s, headers={"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"})
     assert "sec-websocket-extensions" not in ws.response_headers
     ws.send_frame(OP_TEXT, b"\xf2\x48\xcd\xc9\xc9\x07\x00", rsv=4)
     ws.expect_close(1002)

@@ -371,8 +371,8 @@ def test_body_split_across_sends(echo_server):
     c.close()
 
 
-def test_max_body_bytes_from_env(start_server):
-    s = start_server("--shards", "1", env={"RINGCAST_MAX_BODY_BYTES": "4"})
+def test_max_publish_bytes_from_env(start_server):
+    s = start_server("--shards", "1", env={"RINGCAST_MAX_PUBLISH_BYTES": "4"})
     status, hdrs, body = one(s, req("GET", "/healthz", ["Content-Length: 5"], body=b"12345"))
     assert_json_error(status, hdrs, body, 413)
     status, _, _ = one(s, req("GET", "/healthz", ["Content-Length: 4"], body=b"1234"))

@@ -11,6 +11,7 @@
 
 #include "rc_test.h"
 #include "ringcast/fanout.h"
+#include "ringcast/pmd.h"
 #include "ringcast/sendq.h"
 
 static void test_frame_bytes(void) {
@@ -42,7 +43,7 @@ static void test_views_share_one_frame(void) {
     CHECK_EQ(atomic_load(&f->refs), 2);
 
     /* shard A: one view in three queues */
-    struct rc_buf *v = rc_view_new(&pool, f);
+    struct rc_buf *v = rc_view_new(&pool, f, false);
     CHECK(v && rc_buf_is_view(v) && rc_view_frame(v) == f);
     CHECK(v->data == f->data && v->len == f->len);
     for (int i = 0; i < 3; i++) rc_sendq_push(&q[i], &qpool, v);
@@ -81,11 +82,11 @@ static void test_conflation_keeps_in_flight(void) {
     for (int i = 0; i < 4; i++) {
         fa[i] = rc_frame_new("a", 1, 1, RC_FRAME_CONFLATE, 16);
         rc_frame_append_text(&fa[i], "A", 1);
-        struct rc_buf *v = rc_view_new(&pool, fa[i]);
+        struct rc_buf *v = rc_view_new(&pool, fa[i], false);
         rc_sendq_push(&q, &qpool, v);
         rc_buf_unref(v);
         if (i == 1) {
-            struct rc_buf *vb = rc_view_new(&pool, fb);
+            struct rc_buf *vb = rc_view_new(&pool, fb, false);
             rc_sendq_push(&q, &qpool, vb);
             rc_buf_unref(vb);
         }
@@ -174,11 +175,76 @@ static void test_inbox_two_producers(void) {
     close(efd);
 }
 
+/* Parses the server frames in p[0..n): returns the count, fills rsv1[] and
+ * the payload spans. */
+static int split_frames(const uint8_t *p, size_t n, int rsv1[], const uint8_t *pl[], size_t plen[]) {
+    int k = 0;
+    size_t off = 0;
+    while (off < n) {
+        size_t len = p[off + 1] & 0x7f, hl = 2;
+        if (len == 126) len = ((size_t)p[off + 2] << 8) | p[off + 3], hl = 4;
+        rsv1[k] = (p[off] & 0x40) != 0;
+        pl[k] = p + off + hl;
+        plen[k] = len;
+        off += hl + len;
+        k++;
+    }
+    return k;
+}
+
+static void test_deflated_variant(void) {
+    struct rc_deflater *d = rc_deflater_create(1);
+    struct rc_inflater *z = rc_inflater_create();
+    CHECK(d && z);
+    struct rc_frame *f = rc_frame_new("t", 1, 1, 0, 64);
+    char big[2000], small[100];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = "{\"px\":64250.12,\"q\":1}"[i % 22];
+    memset(small, 's', sizeof small);
+    rc_frame_append_text(&f, big, sizeof big);
+    rc_frame_append_text(&f, small, sizeof small); /* under the 256-byte minimum */
+    rc_frame_append_text(&f, big, 600);
+    uint8_t *scratch = NULL;
+    size_t scap = 0;
+    CHECK_EQ(rc_frame_build_deflated(f, d, 256, &scratch, &scap), 0);
+    CHECK(f->deflated != NULL);
+    CHECK_EQ(f->deflated->msgs, 3);
+    CHECK_EQ(f->compressed_msgs, 2);
+    CHECK_EQ(f->deflated_max_in, 2000);
+    CHECK(f->deflated->len < f->len);
+
+    int rsv1[8];
+    const uint8_t *pl[8];
+    size_t plen[8];
+    CHECK_EQ(split_frames(f->deflated->data, f->deflated->len, rsv1, pl, plen), 3);
+    CHECK(rsv1[0] && !rsv1[1] && rsv1[2]);
+    static uint8_t out[4096];
+    CHECK_EQ(rc_inflate_message(z, pl[0], plen[0], out, sizeof out), 2000);
+    CHECK_MEM(out, big, 2000);
+    CHECK_EQ(plen[1], 100);
+    CHECK_MEM(pl[1], small, 100);
+    CHECK_EQ(rc_inflate_message(z, pl[2], plen[2], out, sizeof out), 600);
+    CHECK_MEM(out, big, 600);
+
+    /* views pick the variant's bytes, sharing the frame's reference count */
+    struct rc_view_pool pool = {0};
+    rc_frame_hold(f, 1);
+    struct rc_buf *vp = rc_view_new(&pool, f, false), *vd = rc_view_new(&pool, f, true);
+    CHECK(vp->data == f->data && vd->data == f->deflated->data && vd->len == f->deflated->len);
+    CHECK(rc_view_frame(vd) == f);
+    rc_buf_unref(vp);
+    rc_buf_unref(vd); /* frees f and its variant (ASan checks) */
+    rc_view_pool_destroy(&pool);
+    free(scratch);
+    rc_deflater_destroy(d);
+    rc_inflater_destroy(z);
+}
+
 int main(void) {
     test_frame_bytes();
     test_views_share_one_frame();
     test_conflation_keeps_in_flight();
     test_pub_records();
     test_inbox_two_producers();
+    test_deflated_variant();
     RC_TEST_MAIN_END("broadcast_frame");
 }
