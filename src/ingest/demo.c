@@ -253,10 +253,10 @@ static double walk(double mid, double tick, uint64_t *rng)
     return mid;
 }
 
-static void put_book_side(struct writer *w, uint64_t best, uint64_t spread, bool descending,
+static void put_book_side(struct writer *w, unsigned levels, uint64_t best, uint64_t spread, bool descending,
                           unsigned decimals, uint64_t *rng)
 {
-    for (unsigned j = 0; j < DEMO_BOOK_LEVELS; j++) {
+    for (unsigned j = 0; j < levels; j++) {
         uint64_t price = descending ? best - j * spread : best + j * spread;
         uint64_t qty_milli = 1 + (xorshift64s(rng) >> 32) % 9999; /* 0.001..9.999 */
         if (j > 0)
@@ -272,9 +272,11 @@ static void put_book_side(struct writer *w, uint64_t best, uint64_t spread, bool
 /*
  * The natural size is the length of the message without "pad": the fixed
  * keys, the numbers as printed, and the full 5-level book on each side —
- * about 280 to 380 bytes, depending on the symbol, seq and ts. Given a
- * target above it, the gap is filled so that the message is exactly
- * msg_size bytes:
+ * about 280 to 380 bytes, depending on the symbol, seq and ts. A smaller
+ * msg_size (other than 0, which asks for no particular size) trims the
+ * book a level at a time, down to none (~150-200 bytes), until the message
+ * fits. Given a target above what is left, the gap is filled so that the
+ * message is exactly msg_size bytes:
  *   gap >= 9 : ,"pad":"xxx…" before the closing brace (9 bytes of key and
  *              quotes, gap - 9 'x's; a gap of exactly 9 gives "pad":"");
  *   gap 1..8 : that many spaces before the closing brace. JSON allows
@@ -326,10 +328,22 @@ size_t rc_demo_next(struct rc_demo *d, unsigned i, uint64_t now_unix_us, char *o
     PUT_LIT(&w, ",\"last\":");
     put_fixed(&w, last_u, decimals);
     PUT_LIT(&w, ",\"bids\":[");
-    put_book_side(&w, bid_u, spread_u, true, decimals, &rng);
-    PUT_LIT(&w, "],\"asks\":[");
-    put_book_side(&w, ask_u, spread_u, false, decimals, &rng);
-    PUT_LIT(&w, "]");
+    size_t head_len = w.len;
+    uint64_t rng_book = rng;
+    for (unsigned levels = DEMO_BOOK_LEVELS;; levels--) {
+        w.len = head_len;
+        rng = rng_book;
+        put_book_side(&w, levels, bid_u, spread_u, true, decimals, &rng);
+        PUT_LIT(&w, "],\"asks\":[");
+        put_book_side(&w, levels, ask_u, spread_u, false, decimals, &rng);
+        PUT_LIT(&w, "]");
+        /* msg_size 0 asks for no particular size: the full book */
+        if (levels == 0 || d->msg_size == 0 || w.len + 1 <= d->msg_size || w.overflow) break;
+    }
+    /* The random sequence advances as for a full book whatever was
+     * trimmed, so later messages do not depend on msg_size. */
+    rng = rng_book;
+    for (unsigned k = 0; k < 2 * DEMO_BOOK_LEVELS; k++) xorshift64s(&rng);
 
     size_t natural = w.len + 1; /* the closing brace */
     size_t gap = d->msg_size > natural ? d->msg_size - natural : 0;

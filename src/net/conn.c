@@ -469,6 +469,11 @@ static void ws_client_message(struct rc_shard *s, struct rc_conn *c, uint8_t opc
         reply_subscribed(s, c);
         break;
     case RC_CMD_SUBSCRIBE_ALL:
+        if (!rc_subset_has(&c->subs, "*", 1) && c->subs.n + 1 > limit) {
+            snprintf(err, sizeof err, "Too many topics: at most %zu per connection (you have %u)", limit, c->subs.n);
+            reply_error(s, c, err);
+            break;
+        }
         if (subscribe_one(s, c, "*", 1) < 0) {
             rc_conn_abort(s, c);
             goto out;

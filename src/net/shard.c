@@ -370,10 +370,39 @@ static void idle_sweep(struct rc_shard *s) {
 
 /* ---- draining ---- */
 
+/*
+ * Phase 2 of a drain, once every shard has handed off what was published
+ * before the stop (see begin_drain): the frames are in the queues, so the
+ * 1001 close goes after them.
+ */
+static void close_for_drain(struct rc_shard *s) {
+    if (s->drain_closed || atomic_load(&s->srv->drain_flushed) < s->srv->nshards) return;
+    s->drain_closed = true;
+    drain_inbox(s);
+    RC_INFO("draining %u connections (budget %us)", s->nconns, s->cfg->drain_s);
+    for (uint32_t i = 0; i < s->nslots; i++)
+        if (s->conns[i]) rc_conn_begin_drain(s, s->conns[i]);
+}
+
+/*
+ * Phase 1 of a drain: stop accepting, close the batch window and hand every
+ * frame and publish record to its shard, then tell the others. No shard
+ * sends 1001 before all have done this, so everything published before the
+ * stop reaches its subscribers first.
+ */
 static void begin_drain(struct rc_shard *s) {
     if (s->draining) return;
     s->draining = true;
     s->drain_deadline_ms = s->now_ms + (uint64_t)s->cfg->drain_s * 1000;
+    flush_window(s);
+    flush_outboxes(s);
+    atomic_fetch_add(&s->srv->drain_flushed, 1);
+    for (unsigned d = 0; d < s->srv->nshards; d++) {
+        if (d == (unsigned)s->id) continue;
+        uint64_t one = 1;
+        ssize_t w = write(s->srv->shards[d].wake_fd, &one, sizeof one);
+        (void)w;
+    }
     if (s->listen_fd >= 0) {
         struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
         io_uring_prep_cancel_fd(sqe, s->listen_fd, IORING_ASYNC_CANCEL_ALL);
@@ -381,12 +410,11 @@ static void begin_drain(struct rc_shard *s) {
         close(s->listen_fd); /* the accept's own file reference ends with its cancel */
         s->listen_fd = -1;
     }
-    RC_INFO("draining %u connections (budget %us)", s->nconns, s->cfg->drain_s);
-    for (uint32_t i = 0; i < s->nslots; i++)
-        if (s->conns[i]) rc_conn_begin_drain(s, s->conns[i]);
+    close_for_drain(s);
 }
 
 static void on_tick(struct rc_shard *s) {
+    if (s->draining) close_for_drain(s);
     if (s->accept_paused && !s->draining) {
         s->accept_paused = false;
         arm_accept(s);
@@ -403,7 +431,8 @@ static void on_tick(struct rc_shard *s) {
         s->next_sweep_ms = s->now_ms + (uint64_t)s->cfg->idle_sweep_s * 1000;
         idle_sweep(s);
     }
-    if (s->draining && s->now_ms >= s->drain_deadline_ms && s->nconns) {
+    if (s->draining && s->now_ms >= s->drain_deadline_ms && (s->nconns || !s->drain_closed)) {
+        s->drain_closed = true;
         RC_WARN("drain budget spent: closing %u connections", s->nconns);
         for (uint32_t i = 0; i < s->nslots; i++)
             if (s->conns[i]) rc_conn_abort(s, s->conns[i]);
@@ -495,6 +524,7 @@ static void on_cqe(struct rc_shard *s, const struct io_uring_cqe *cqe) {
     case RC_OP_WAKE:
         drain_inbox(s);
         if (atomic_load(&s->stop_requested)) begin_drain(s);
+        if (s->draining) close_for_drain(s);
         arm_wake(s); /* frames keep arriving while draining */
         break;
     case RC_OP_WINDOW:
@@ -582,6 +612,9 @@ static void shard_teardown(struct rc_shard *s) {
         if (s->out_frames[d]) msg_discard(s->out_frames[d]);
         s->out_pub[d] = s->out_frames[d] = NULL;
     }
+    free(s->wsconns);
+    s->wsconns = NULL;
+    s->nws = s->wscap = 0;
     rc_deflater_destroy(s->deflater);
     rc_inflater_destroy(s->inflater);
     free(s->deflate_scratch);
@@ -612,6 +645,7 @@ static void *shard_main(void *arg) {
     s->start_status = shard_setup(s);
     atomic_store(&s->started, 1);
     if (s->start_status < 0) {
+        atomic_fetch_add(&s->srv->drain_flushed, 1); /* nothing to hand off: never hold up the others */
         shard_teardown(s);
         return NULL;
     }
@@ -626,12 +660,13 @@ static void *shard_main(void *arg) {
             rc_conn_flush(s, c);
         }
         rc_bufring_publish(&s->rbufs);
-        if (s->draining && s->nconns == 0) break;
+        if (s->drain_closed && s->nconns == 0) break;
 
         int ret = io_uring_submit_and_wait(&s->ring, 1);
         if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME)
             rc_die("io_uring_enter failed: %s", strerror(-ret));
         s->now_ms = rc_now_ms();
+        s->clock_s = (uint32_t)((s->now_ms - s->start_ms) / 1000);
 
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
@@ -759,6 +794,7 @@ int rc_server_start(struct rc_server *srv) {
         }
     }
     if (status < 0) {
+        atomic_fetch_add(&srv->drain_flushed, srv->nshards - started); /* the ones never started */
         rc_server_stop(srv);
         for (unsigned i = 0; i < started; i++) pthread_join(srv->shards[i].thread, NULL);
         for (unsigned i = 0; i < srv->nshards; i++) srv->shards[i].started = 0; /* joined */

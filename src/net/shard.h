@@ -120,7 +120,8 @@ struct rc_shard {
     int wake_fd; /* eventfd: the main thread writes to ask for a stop */
     uint64_t wake_val;
     atomic_bool stop_requested;
-    bool draining;
+    bool draining;     /* phase 1: not accepting, window flushed */
+    bool drain_closed; /* phase 2: every shard flushed; 1001 sent */
     uint64_t drain_deadline_ms;
     bool timer_armed;
     struct __kernel_timespec tick;
@@ -189,6 +190,7 @@ struct rc_server {
     char **conflate;      /* --conflate globs, NULL-terminated */
     atomic_uint pmd_firehose; /* firehose subscribers that negotiated compression, all shards */
     atomic_uint pmd_ws;       /* /ws connections that negotiated compression, all shards */
+    atomic_uint drain_flushed; /* shards that flushed their window and outboxes for a drain */
 };
 
 /* conn.c */
