@@ -35,7 +35,10 @@ def test_unit_tests_under_asan_ubsan():
     assert "0 failed" in out.splitlines()[-1], out
 
 
-@pytest.mark.parametrize("driver", ["http", "ws"])
+FUZZ_DRIVERS = sorted(p.stem[len("fuzz_"):] for p in (ROOT / "tests" / "fuzz").glob("fuzz_*.c"))
+
+
+@pytest.mark.parametrize("driver", FUZZ_DRIVERS)
 def test_fuzz_bounded(driver):
     seconds = os.environ.get("RINGCAST_FUZZ_SECONDS", "60" if os.environ.get("CI") else "10")
     code, out = run(["bash", "tests/fuzz/run.sh", seconds, driver], timeout=int(seconds) * 3 + 600)
