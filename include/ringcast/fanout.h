@@ -53,6 +53,7 @@ struct rc_frame {
      * of at least --deflate-min-bytes compressed with RSV1 set. Owned by
      * this frame; NULL when not built. */
     struct rc_frame *deflated;
+    uint32_t max_msg;         /* largest message payload in data */
     uint32_t deflated_max_in; /* largest original payload compressed in it */
     uint32_t compressed_msgs; /* messages compressed in it */
     char name[RC_TOPIC_MAX_LEN + 1];
@@ -83,7 +84,8 @@ struct rc_deflater;
  * message payload of at least min_bytes is compressed (window 2^15, no
  * context) and sent with RSV1 when that makes it smaller; the others are
  * copied as they are. scratch is the caller's reusable work buffer.
- * Returns 0, or -ENOMEM (f->deflated stays NULL: subscribers get f).
+ * Returns 0, -ENOENT when no message would be compressed (no variant is
+ * needed), or -ENOMEM; f->deflated stays NULL then and subscribers get f.
  */
 int rc_frame_build_deflated(struct rc_frame *f, struct rc_deflater *d, size_t min_bytes, uint8_t **scratch,
                             size_t *scratch_cap);

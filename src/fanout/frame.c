@@ -24,6 +24,7 @@ struct rc_frame *rc_frame_new(const char *name, size_t len, uint64_t hash, uint8
     f->flags = flags;
     f->name_len = (uint16_t)len;
     f->deflated = NULL;
+    f->max_msg = 0;
     f->deflated_max_in = 0;
     f->compressed_msgs = 0;
     memcpy(f->name, name, len);
@@ -48,6 +49,7 @@ int rc_frame_append_text(struct rc_frame **fp, const void *payload, size_t len) 
     memcpy(f->data + f->len, payload, len);
     f->len += (uint32_t)len;
     f->msgs++;
+    if (len > f->max_msg) f->max_msg = (uint32_t)len;
     return 0;
 }
 
@@ -79,6 +81,7 @@ static size_t frame_header(const uint8_t *p, uint8_t *opcode, uint64_t *len) {
 
 int rc_frame_build_deflated(struct rc_frame *f, struct rc_deflater *d, size_t min_bytes, uint8_t **scratch,
                             size_t *scratch_cap) {
+    if (f->max_msg < min_bytes || f->max_msg == 0) return -ENOENT; /* nothing to compress: no variant */
     /* The variant is never larger than the plain frame: a message whose
      * compressed form is not smaller goes out as it is. */
     struct rc_frame *v = rc_frame_new(f->name, f->name_len, f->hash, f->flags, f->len);
@@ -117,6 +120,10 @@ int rc_frame_build_deflated(struct rc_frame *f, struct rc_deflater *d, size_t mi
         }
         v->msgs++;
         off += (uint32_t)(hl + plen);
+    }
+    if (!v->compressed_msgs) { /* nothing got smaller: the plain frame serves everyone */
+        free(v);
+        return -ENOENT;
     }
     f->deflated_max_in = v->deflated_max_in;
     f->compressed_msgs = v->compressed_msgs;
@@ -204,7 +211,7 @@ int rc_msg_add_pub(struct rc_msg **mp, uint64_t hash, const char *topic, size_t 
     r->data_len = (uint32_t)data_len;
     r->flags = flags;
     memcpy((uint8_t *)(r + 1), topic, topic_len);
-    memcpy((uint8_t *)(r + 1) + topic_len, data, data_len);
+    if (data_len) memcpy((uint8_t *)(r + 1) + topic_len, data, data_len); /* interest records carry none */
     m->len += size;
     m->count++;
     return 0;

@@ -3,6 +3,7 @@
  * frame's WebSocket bytes, inter-shard messages, the MPSC inbox under two
  * producer threads, and conflation / slow-consumer dropping in a queue.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,14 @@ static void test_pub_records(void) {
     }
     CHECK_EQ(off, m->len);
     free(m);
+
+    /* an interest record carries no data (NULL, 0): must not touch it */
+    m = NULL;
+    CHECK_EQ(rc_msg_add_pub(&m, 9, "demo:BTC", 8, NULL, 0, RC_PUB_DEFLATE_INTEREST_ADD), 0);
+    const struct rc_pub_rec *r = (const struct rc_pub_rec *)m->data;
+    CHECK_EQ(r->data_len, 0);
+    CHECK_EQ(r->flags, RC_PUB_DEFLATE_INTEREST_ADD);
+    free(m);
 }
 
 /* ---- the inbox under concurrency ---- */
@@ -224,6 +233,13 @@ static void test_deflated_variant(void) {
     CHECK_MEM(pl[1], small, 100);
     CHECK_EQ(rc_inflate_message(z, pl[2], plen[2], out, sizeof out), 600);
     CHECK_MEM(out, big, 600);
+
+    /* a frame of only small messages gets no variant */
+    struct rc_frame *g = rc_frame_new("t", 1, 1, 0, 64);
+    rc_frame_append_text(&g, small, sizeof small);
+    CHECK_EQ(rc_frame_build_deflated(g, d, 256, &scratch, &scap), -ENOENT);
+    CHECK(g->deflated == NULL);
+    rc_frame_release(g);
 
     /* views pick the variant's bytes, sharing the frame's reference count */
     struct rc_view_pool pool = {0};
