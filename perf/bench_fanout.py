@@ -24,6 +24,10 @@ compare rows of one run, not runs of different machines.
 --fake runs perf/fake_server.py (Python, a few hundred thousand deliveries/s
 at best) instead of ringcast: a development aid for the load generator,
 never a measurement of ringcast.
+
+The machinery (building loadgen, starting the server, measure(): one server +
+one loadgen run with CPU, machine-noise and /metrics samples at the window
+edges) is shared: perf/bench_deflate_fanout.py imports it from here.
 """
 import argparse
 import json
@@ -47,8 +51,11 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+PROG = pathlib.Path(sys.argv[0]).stem or "bench"  # bench_fanout, or the script that imports this one
+
+
 def log(msg):
-    print(f"bench_fanout: {msg}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
 
 
 def build_loadgen():
@@ -57,7 +64,7 @@ def build_loadgen():
         return
     LOADGEN_BIN.parent.mkdir(parents=True, exist_ok=True)
     cmd = [os.environ.get("CC", "cc"), "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
-           "-o", str(LOADGEN_BIN), str(LOADGEN_SRC), "-lm"]
+           "-o", str(LOADGEN_BIN), str(LOADGEN_SRC), "-lm", "-lz"]
     log("building " + " ".join(cmd))
     subprocess.run(cmd, check=True)
 
@@ -68,7 +75,7 @@ def raise_nofile(need):
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard != resource.RLIM_INFINITY and hard < need:
-        sys.exit(f"bench_fanout: RLIMIT_NOFILE hard limit is {hard}, {need} needed per process; "
+        sys.exit(f"{PROG}: RLIMIT_NOFILE hard limit is {hard}, {need} needed per process; "
                  f"lower --conns or raise the hard limit")
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
@@ -89,12 +96,16 @@ def proc_cpu_ns(pid):
 
 
 def machine_busy_ns():
-    """CPU time all CPUs spent not idle (from /proc/stat), in ns."""
+    """(task time, softirq time) of all CPUs from /proc/stat, in ns. Task time is
+    user + nice + system + irq + steal (guest is inside user); softirq is kept
+    apart: with IRQ time accounting (this kernel: ksoftirqd and the "si" of
+    top) the loopback TCP work of both the server and loadgen lands there and
+    in no process's utime/stime."""
     with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
-    busy = sum(v[:8]) - idle                     # guest time is already inside user
-    return busy * 1_000_000_000 // CLK_TCK
+        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
+    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+    return ((user + nice + system + irq + steal) * 1_000_000_000 // CLK_TCK,
+            softirq * 1_000_000_000 // CLK_TCK)
 
 
 def proc_rss_kb(pid):
@@ -154,30 +165,45 @@ class Server:
         return self.proc.returncode
 
 
-def run_one(a, batch_ms, stamp):
-    port = free_port()
-    if a.fake:
-        py = ROOT / ".venv" / "bin" / "python"
-        cmd = [str(py) if py.exists() else sys.executable, str(PERF / "fake_server.py"), "--port", str(port),
-               "--topics", "1", "--rate", str(a.rate)]
-        if a.size:
-            cmd += ["--size", str(a.size)]
-    else:
-        cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--shards", str(a.shards), "--demo",
-               "--demo-topics", "1", "--demo-rate", str(a.rate), "--batch-ms", str(batch_ms)]
-        if a.size:
-            cmd += ["--demo-size", str(a.size)]
-    cmd += a.server_arg
-    server_log = RESULTS / f"fanout-{stamp}-server-batch{batch_ms}.log"
-    log(f"batch-ms {batch_ms}: " + " ".join(cmd))
-    server = Server(cmd, server_log)
+def scrape_metrics(port, timeout=2.0):
+    """The server's /metrics as {name: value} (unlabelled samples only); {} if it does not answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+    except OSError:
+        return {}
+    out = {}
+    for line in data.partition(b"\r\n\r\n")[2].decode(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+            try:
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def loadgen_cmd(a, port, json_path, extra=()):
+    """The loadgen command line for the options every benchmark shares."""
+    return [str(LOADGEN_BIN), "--port", str(port), "--path", "/ws", "--conns", str(a.conns),
+            "--topics", a.topic, "--warmup", str(a.warmup), "--duration", str(a.duration),
+            "--connect-rate", str(a.connect_rate), "--threads", str(a.loadgen_threads),
+            "--json", str(json_path), *extra]
+
+
+def measure(a, server_cmd, port, server_log, lg_cmd, lg_json, metrics=()):
+    """One measured run: starts the server (already given --listen 127.0.0.1:port),
+    runs loadgen, samples the server's CPU time, the machine's busy time and the
+    named /metrics counters at loadgen's WINDOW START / WINDOW END, its RSS at
+    the end, then SIGTERMs it. Returns the figures every benchmark reports;
+    raises RuntimeError when there is no measured window."""
+    log(" ".join(server_cmd))
+    server = Server(server_cmd, server_log)
     try:
         server.wait_listening(port)
-        lg_json = RESULTS / f"fanout-{stamp}-loadgen-batch{batch_ms}.json"
-        lg_cmd = [str(LOADGEN_BIN), "--port", str(port), "--path", "/ws", "--conns", str(a.conns),
-                  "--topics", a.topic, "--warmup", str(a.warmup), "--duration", str(a.duration),
-                  "--connect-rate", str(a.connect_rate), "--threads", str(a.loadgen_threads),
-                  "--json", str(lg_json)]
         log(" ".join(lg_cmd))
         lg = subprocess.Popen(lg_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1)
         budget = a.conns / a.connect_rate + 15 + a.warmup + a.duration + 60
@@ -187,13 +213,14 @@ def run_one(a, batch_ms, stamp):
         try:
             for line in lg.stderr:
                 line = line.rstrip("\n")
-                if line == "WINDOW START":
-                    sample["cpu0"], sample["t0"] = proc_cpu_ns(server.proc.pid), time.monotonic()
-                    sample["busy0"] = machine_busy_ns()
-                elif line == "WINDOW END":
-                    sample["cpu1"], sample["t1"] = proc_cpu_ns(server.proc.pid), time.monotonic()
-                    sample["busy1"] = machine_busy_ns()
-                    sample["rss_kb"], sample["hwm_kb"] = proc_rss_kb(server.proc.pid)
+                if line in ("WINDOW START", "WINDOW END"):
+                    k = "0" if line == "WINDOW START" else "1"
+                    sample["cpu" + k], sample["t" + k] = proc_cpu_ns(server.proc.pid), time.monotonic()
+                    sample["busy" + k] = machine_busy_ns()
+                    if k == "1":
+                        sample["rss_kb"], sample["hwm_kb"] = proc_rss_kb(server.proc.pid)
+                    if metrics:  # after the CPU sample: the scrape is not counted in the window
+                        sample["metrics" + k] = scrape_metrics(port)
                 print(f"  {line}", file=sys.stderr, flush=True)
             rc = lg.wait()
         finally:
@@ -210,9 +237,9 @@ def run_one(a, batch_ms, stamp):
     cpu_ns = sample["cpu1"] - sample["cpu0"]
     wall_s = sample["t1"] - sample["t0"]
     deliveries = res["deliveries"]
+    lg_pct = 100.0 * res["client_cpu_s"] / res["window_s"] if res["window_s"] else None
     run = {
-        "batch_ms": batch_ms,
-        "server_cmd": cmd,
+        "server_cmd": server_cmd,
         "server_exit": server_rc,
         "server_log": str(server_log.relative_to(ROOT)),
         "loadgen_cmd": lg_cmd,
@@ -223,24 +250,101 @@ def run_one(a, batch_ms, stamp):
         "server_cpu_ns": cpu_ns,
         "server_cpu_ns_per_delivery": cpu_ns / deliveries if deliveries else None,
         "server_cpu_pct": 100.0 * cpu_ns / 1e9 / wall_s if wall_s > 0 else None,
-        "loadgen_cpu_pct": 100.0 * res["client_cpu_s"] / res["window_s"] if res["window_s"] else None,
+        "loadgen_cpu_pct": lg_pct,
         # Everything else running on the machine meanwhile (other benchmarks,
         # builds, fuzzers): a row is only comparable if this stays near 0.
-        "other_cpu_pct": max(0.0, 100.0 * ((sample["busy1"] - sample["busy0"]) - cpu_ns) / 1e9 / wall_s
-                             - 100.0 * res["client_cpu_s"] / res["window_s"]) if wall_s > 0 and res["window_s"] else None,
+        "other_cpu_pct": max(0.0, 100.0 * ((sample["busy1"][0] - sample["busy0"][0]) - cpu_ns) / 1e9 / wall_s
+                             - lg_pct) if wall_s > 0 and lg_pct is not None else None,
+        # Kernel network processing (loopback TCP, both directions), charged
+        # to no process: part of the cost of the deliveries, outside server CPU.
+        "softirq_cpu_pct": 100.0 * (sample["busy1"][1] - sample["busy0"][1]) / 1e9 / wall_s if wall_s > 0 else None,
         "server_rss_mb": sample["rss_kb"] / 1024,
         "server_peak_rss_mb": sample["hwm_kb"] / 1024,
         "loadgen": res,
     }
+    if metrics:
+        m0, m1 = sample.get("metrics0", {}), sample.get("metrics1", {})
+        run["metrics_per_s"] = {name: (m1[name] - m0[name]) / wall_s if name in m0 and name in m1 and wall_s > 0
+                                else None for name in metrics}
     return run
 
 
-def fmt_table(runs):
-    def pct(v):
-        return "–" if v is None else f"{v:.0f}"
+def run_one(a, batch_ms, stamp):
+    port = free_port()
+    if a.fake:
+        py = ROOT / ".venv" / "bin" / "python"
+        cmd = [str(py) if py.exists() else sys.executable, str(PERF / "fake_server.py"), "--port", str(port),
+               "--topics", "1", "--rate", str(a.rate)]
+        if a.size:
+            cmd += ["--size", str(a.size)]
+    else:
+        cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--shards", str(a.shards), "--demo",
+               "--demo-topics", "1", "--demo-rate", str(a.rate), "--batch-ms", str(batch_ms)]
+        if a.size:
+            cmd += ["--demo-size", str(a.size)]
+    cmd += a.server_arg
+    log(f"batch-ms {batch_ms}")
+    lg_json = RESULTS / f"fanout-{stamp}-loadgen-batch{batch_ms}.json"
+    run = measure(a, cmd, port, RESULTS / f"fanout-{stamp}-server-batch{batch_ms}.log",
+                  loadgen_cmd(a, port, lg_json), lg_json)
+    return {"batch_ms": batch_ms, **run}
 
+
+def pct(v):
+    return "–" if v is None else f"{v:.0f}"
+
+
+def common_problems(r, a):
+    """What makes a row of any benchmark suspect."""
+    lg = r["loadgen"]
+    problems = []
+    if lg["conns_open"] < a.conns:
+        problems.append(f"only {lg['conns_open']} of {a.conns} connections open at the end")
+    if lg["errors"]:
+        problems.append(f"{lg['errors']} errors {lg['error_detail']}")
+    if lg["lost"] or lg["duplicated"]:
+        problems.append(f"lost {lg['lost']}, duplicated {lg['duplicated']}")
+    if r["deliveries_per_s"] < 0.95 * r["target_deliveries_per_s"]:
+        problems.append(f"delivered {r['deliveries_per_s']:,.0f}/s of {r['target_deliveries_per_s']:,.0f}/s "
+                        f"(server or loadgen saturated?)")
+    if r["other_cpu_pct"] is not None and r["other_cpu_pct"] > 10:
+        problems.append(f"other processes used {r['other_cpu_pct']:.0f}% of a CPU during the window: "
+                        f"the machine was not quiet, the figures are not comparable")
+    return problems
+
+
+def add_common_args(ap, rate_help):
+    """Options every fan-out benchmark takes (one topic, N subscribers, one server per row)."""
+    ap.add_argument("--conns", type=int, default=10000, help="subscribers (default 10000)")
+    ap.add_argument("--rate", type=float, default=100, help=rate_help)
+    ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--server-bin", default=str(ROOT / "zig-out" / "bin" / "ringcast"))
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra server flag, repeatable (e.g. --server-arg=--max-queue-bytes=4194304)")
+    ap.add_argument("--topic", default="demo:BTC", help="topic the subscribers take (default demo:BTC)")
+    ap.add_argument("--connect-rate", type=float, default=2000, help="loadgen connections/s during the ramp")
+    ap.add_argument("--loadgen-threads", type=int, default=1)
+
+
+def prepare(a, name, need_server=True):
+    """Checks the server binary, raises RLIMIT_NOFILE, builds loadgen; returns (stamp, nofile)."""
+    if need_server and not os.access(a.server_bin, os.X_OK):
+        sys.exit(f"{name}: {a.server_bin} not found; run ./dev.sh build first")
+    nofile = raise_nofile(a.conns + 100)
+    build_loadgen()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    return time.strftime("%Y%m%d-%H%M%S"), nofile
+
+
+def machine_info(nofile):
+    return {"cpus": os.cpu_count(), "kernel": platform.release(), "nofile": list(nofile)}
+
+
+def fmt_table(runs):
     head = ("| batch-ms | conns | deliveries/s | server CPU-ns/delivery | p50/p99 latency µs | lost | dup "
-            "| server RSS MB | server CPU % | loadgen CPU % | other CPU % |")
+            "| server RSS MB | server CPU % | loadgen CPU % | softirq CPU % | other CPU % |")
     lines = [head, "|" + "---:|" * (head.count("|") - 1)]
     for r in runs:
         lg = r["loadgen"]
@@ -250,37 +354,21 @@ def fmt_table(runs):
             f"| {r['batch_ms']} | {r['conns']} | {r['deliveries_per_s']:,.0f} | "
             f"{'–' if ns is None else f'{ns:,.0f}'} | {lat['p50']:,} / {lat['p99']:,} | "
             f"{lg['lost']} | {lg['duplicated']} | {r['server_rss_mb']:.1f} | "
-            f"{pct(r['server_cpu_pct'])} | {pct(r['loadgen_cpu_pct'])} | {pct(r['other_cpu_pct'])} |")
+            f"{pct(r['server_cpu_pct'])} | {pct(r['loadgen_cpu_pct'])} | {pct(r['softirq_cpu_pct'])} | "
+            f"{pct(r['other_cpu_pct'])} |")
     return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--conns", type=int, default=10000, help="subscribers (default 10000)")
-    ap.add_argument("--rate", type=float, default=100,
-                    help="messages/s published on the topic (default 100: 1M deliveries/s at 10K subscribers)")
+    add_common_args(ap, "messages/s published on the topic (default 100: 1M deliveries/s at 10K subscribers)")
     ap.add_argument("--size", type=int, default=0, help="--demo-size BYTES (default: the server's)")
-    ap.add_argument("--warmup", type=float, default=3)
-    ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--batch-ms-list", default="0,5", help="comma list of --batch-ms values (default 0,5)")
-    ap.add_argument("--shards", type=int, default=2)
-    ap.add_argument("--server-bin", default=str(ROOT / "zig-out" / "bin" / "ringcast"))
-    ap.add_argument("--server-arg", action="append", default=[],
-                    help="extra server flag, repeatable (e.g. --server-arg=--max-queue-bytes=4194304)")
-    ap.add_argument("--topic", default="demo:BTC", help="topic the subscribers take (default demo:BTC)")
-    ap.add_argument("--connect-rate", type=float, default=2000, help="loadgen connections/s during the ramp")
-    ap.add_argument("--loadgen-threads", type=int, default=1)
     ap.add_argument("--fake", action="store_true",
                     help="use perf/fake_server.py instead of ringcast (checks the load generator only)")
     a = ap.parse_args()
     batch_list = [int(x) for x in a.batch_ms_list.split(",") if x.strip()]
-
-    if not a.fake and not os.access(a.server_bin, os.X_OK):
-        sys.exit(f"bench_fanout: {a.server_bin} not found; run ./dev.sh build first")
-    soft, hard = raise_nofile(a.conns + 100)
-    build_loadgen()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp, nofile = prepare(a, "bench_fanout", need_server=not a.fake)
 
     runs = []
     for bms in batch_list:
@@ -294,7 +382,7 @@ def main():
         "benchmark": "fanout",
         "timestamp": stamp,
         "git": git_describe(),
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "nofile": [soft, hard]},
+        "machine": machine_info(nofile),
         "server": "perf/fake_server.py" if a.fake else a.server_bin,
         "options": vars(a),
         "runs": runs,
@@ -311,20 +399,7 @@ def main():
     print(fmt_table(runs))
     print()
     for r in runs:
-        lg = r["loadgen"]
-        problems = []
-        if lg["conns_open"] < a.conns:
-            problems.append(f"only {lg['conns_open']} of {a.conns} connections open at the end")
-        if lg["errors"]:
-            problems.append(f"{lg['errors']} errors {lg['error_detail']}")
-        if lg["lost"] or lg["duplicated"]:
-            problems.append(f"lost {lg['lost']}, duplicated {lg['duplicated']}")
-        if r["deliveries_per_s"] < 0.95 * r["target_deliveries_per_s"]:
-            problems.append(f"delivered {r['deliveries_per_s']:,.0f}/s of {r['target_deliveries_per_s']:,.0f}/s "
-                            f"(server or loadgen saturated?)")
-        if r["other_cpu_pct"] is not None and r["other_cpu_pct"] > 10:
-            problems.append(f"other processes used {r['other_cpu_pct']:.0f}% of a CPU during the window: "
-                            f"the machine was not quiet, the figures are not comparable")
+        problems = common_problems(r, a)
         if problems:
             print(f"batch-ms {r['batch_ms']}: " + "; ".join(problems))
     print(f"results: {path.relative_to(ROOT)}")

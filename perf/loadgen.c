@@ -10,7 +10,7 @@
  * histogram. Counting happens only inside the measured window (after
  * --warmup, for --duration seconds); seq tracking runs all the time.
  *
- * Build: cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o perf/build/loadgen perf/loadgen.c -lm
+ * Build: cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o perf/build/loadgen perf/loadgen.c -lm -lz
  *
  * Threads: the main thread parses options, starts --threads workers and
  * keeps the timeline (ramp, warmup, window, end). Each worker owns its
@@ -25,10 +25,26 @@
  * (also written to --json PATH).
  *
  * Decode path: bytes → frame decoder (streaming, any split across reads,
- * any number of frames per read) → msg_payload() → msg_complete(). A
- * compressed message (RSV1) is counted as an error and skipped for now;
- * permessage-deflate would inflate inside msg_payload() (see there), the
- * rest of the path stays the same.
+ * any number of frames per read) → msg_payload() → msg_complete().
+ *
+ * permessage-deflate (--deflate, RFC 7692): the handshake offers
+ * "permessage-deflate; client_max_window_bits"; a connection whose 101
+ * accepts it (with server_no_context_takeover, which ringcast always sends)
+ * has every RSV1 message inflated by its worker's zlib stream (raw, window
+ * bits -15, inflateReset per message, 00 00 FF FF appended) before the same
+ * prefix parsing. A compressed message that arrives whole in one read is
+ * inflated straight from the read buffer; one split across frames or reads
+ * is collected in the connection's zbuf first. RSV1 on a connection that
+ * did not negotiate is an error (rsv1_frames), as without --deflate.
+ *
+ * Inflate cache: ringcast sends the same compressed bytes to every
+ * subscriber of a frame, and with no context takeover the inflated result
+ * depends on those bytes alone. So each worker keeps a hash table of the
+ * compressed payloads it inflated and, when a message is byte-for-byte
+ * identical to one of them (hash, length, memcmp), reuses its result
+ * instead of running zlib; the JSON reports zlib runs (inflated_messages)
+ * beside compressed_messages. --no-inflate-cache runs zlib on every
+ * message. Without --deflate none of this code runs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,6 +70,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -62,8 +79,14 @@
 #define HEAD_CAP 192u         /* bytes of each message kept for parsing the prefix */
 #define CTRL_CAP 125          /* largest control-frame payload (RFC 6455 5.5) */
 #define HS_CAP 4096           /* largest HTTP response head we accept */
+#ifndef RBUF_SIZE /* -DRBUF_SIZE=7 splits every frame across reads (a decoder test) */
 #define RBUF_SIZE (256 * 1024) /* one recv() per ready socket, per worker buffer */
+#endif
 #define MAX_EVENTS 512
+#define ZOUT_INIT (64 * 1024)        /* inflate output buffer per worker, grows by doubling */
+#define PMD_MAX (64u * 1024 * 1024)  /* largest compressed or inflated message accepted */
+#define PMD_CACHE_SETS 8192          /* inflate cache per worker: sets (a power of two) … */
+#define PMD_CACHE_WAYS 2             /* … of this many entries */
 
 /* ------------------------------------------------------------------ */
 /* Options                                                            */
@@ -88,6 +111,9 @@ struct options {
     double duration_s; /* 0 = until SIGINT */
     const char *json_path;
     int min_open; /* -1 = conns */
+    bool deflate;       /* offer permessage-deflate (on some connections) */
+    int deflate_every;  /* offer it on connections i with i % deflate_every == 0 (0 = none) */
+    bool inflate_cache; /* reuse earlier inflates of identical compressed bytes */
 };
 
 static struct options opt = {
@@ -101,9 +127,12 @@ static struct options opt = {
     .warmup_s = 2,
     .duration_s = 10,
     .min_open = -1,
+    .inflate_cache = true,
 };
 
 static struct sockaddr_in g_dst;
+
+static bool pmd_offered(uint32_t gidx) { return opt.deflate_every > 0 && gidx % (uint32_t)opt.deflate_every == 0; }
 
 /* Topics in play: names[0..ntopics), with a hash index name → position. */
 static char **g_topics;
@@ -327,8 +356,10 @@ struct conn {
     uint8_t hdr_have, hdr_need;
     uint8_t frame_op, frame_fin;
     uint8_t msg_active;     /* inside a data message (between first frame and FIN) */
-    uint8_t msg_compressed; /* RSV1 on its first frame */
+    uint8_t msg_compressed; /* RSV1 on its first frame: 1 = not negotiated (skipped), 2 = inflate */
     uint8_t msg_binary;
+    uint8_t pmd;            /* permessage-deflate negotiated */
+    uint8_t zdone;          /* current compressed message: 1 = inflated, 2 = failed */
     uint8_t ctrl_len;
     uint8_t hdr[14];
     uint16_t head_len;
@@ -345,6 +376,8 @@ struct conn {
     uint32_t wlen, woff, wcap;
     struct sub *subs;
     uint32_t nsubs;
+    uint8_t *zbuf; /* a compressed message that did not arrive in one piece */
+    uint32_t zlen, zcap;
 };
 
 struct stats {
@@ -354,7 +387,20 @@ struct stats {
     uint64_t server_closes, socket_errors, protocol_errors, rsv1_frames, parse_errors, unexpected_topic,
         error_messages;
     uint64_t other_messages, pings;
+    /* permessage-deflate: connections (whole run), messages and bytes (window) */
+    uint64_t deflate_negotiated, deflate_declined, inflate_errors;
+    uint64_t compressed_messages, inflated_messages, payload_bytes;
     uint64_t hist[HIST_BUCKETS];
+};
+
+/* A compressed payload this worker inflated, and the result's head and length. */
+struct pmd_cache_entry {
+    uint64_t hash;
+    uint8_t *in;
+    uint32_t len, cap; /* len 0 = unused (an empty payload is never cached) */
+    uint64_t out_len;
+    uint16_t head_len;
+    char head[HEAD_CAP];
 };
 
 struct worker {
@@ -368,6 +414,12 @@ struct worker {
     uint64_t rng;
     uint8_t *rbuf;
     double last_timeout_scan;
+    /* --deflate only */
+    z_stream zs;
+    uint8_t *zout;
+    size_t zout_cap;
+    struct pmd_cache_entry *cache; /* PMD_CACHE_SETS × PMD_CACHE_WAYS, see pmd_finish() */
+    uint8_t *cache_mru;            /* per set: the way used last */
     struct stats st;
     /* read by the main thread while running */
     _Atomic uint32_t n_open, n_established, n_failed, n_subscribed;
@@ -492,6 +544,9 @@ static void conn_close(struct worker *w, struct conn *c)
     free(c->wbuf);
     c->wbuf = NULL;
     c->wlen = c->woff = c->wcap = 0;
+    free(c->zbuf);
+    c->zbuf = NULL;
+    c->zlen = c->zcap = 0;
 }
 
 /* Before the 101: counts a handshake failure. */
@@ -543,8 +598,10 @@ static void conn_start(struct worker *w, struct conn *c)
     char req[1024];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: ringcast-loadgen\r\n\r\n",
-                     opt.path, opt.host, opt.port, key);
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%sUser-Agent: ringcast-loadgen\r\n\r\n",
+                     opt.path, opt.host, opt.port, key,
+                     pmd_offered(c->gidx) ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                                          : "");
     wbuf_append(c, req, (size_t)n);
 
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
@@ -564,6 +621,10 @@ static void conn_start(struct worker *w, struct conn *c)
 static void conn_opened(struct worker *w, struct conn *c)
 {
     c->state = C_OPEN;
+    if (c->pmd)
+        w->st.deflate_negotiated++;
+    else if (pmd_offered(c->gidx))
+        w->st.deflate_declined++;
     free(c->hs);
     c->hs = NULL;
     atomic_fetch_add_explicit(&w->n_open, 1, memory_order_relaxed);
@@ -589,10 +650,83 @@ static bool token_ieq(const char *p, size_t n, const char *lit)
     return n == m && strncasecmp(p, lit, m) == 0;
 }
 
-/* head[0..len) ends with the blank line. Returns NULL if it is a valid
- * 101 upgrade for our key, else what is wrong. */
-static const char *check_upgrade_response(const struct conn *c, const char *head, size_t len)
+/* The value v[0..n) of the Sec-WebSocket-Extensions response header, when we
+ * offered "permessage-deflate; client_max_window_bits": NULL if it accepts
+ * the offer in a way this client handles, else what is wrong. */
+static const char *check_pmd_response(const char *v, size_t n)
 {
+    const char *end = v + n, *p = v;
+    if (memchr(v, ',', n) != NULL)
+        return "more than one extension in the response";
+    unsigned seen = 0;
+    for (int i = 0; p <= end; i++) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *e = semi ? semi : end;
+        const char *a = p, *b = e;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        const char *eq = memchr(a, '=', (size_t)(b - a));
+        const char *ne = eq ? eq : b, *va = eq ? eq + 1 : b, *vb = b;
+        while (ne > a && (ne[-1] == ' ' || ne[-1] == '\t'))
+            ne--;
+        while (va < vb && (*va == ' ' || *va == '\t'))
+            va++;
+        if (vb - va >= 2 && *va == '"' && vb[-1] == '"') {
+            va++;
+            vb--;
+        }
+        size_t nl = (size_t)(ne - a);
+        if (i == 0) {
+            if (eq || !token_ieq(a, nl, "permessage-deflate"))
+                return "extension negotiated that we did not offer";
+        } else {
+            unsigned bit;
+            bool valued;
+            if (token_ieq(a, nl, "server_no_context_takeover"))
+                bit = 1, valued = false;
+            else if (token_ieq(a, nl, "client_no_context_takeover"))
+                bit = 2, valued = false;
+            else if (token_ieq(a, nl, "server_max_window_bits"))
+                bit = 4, valued = true;
+            else if (token_ieq(a, nl, "client_max_window_bits"))
+                bit = 8, valued = true;
+            else
+                return "unknown permessage-deflate parameter in the response";
+            if (seen & bit)
+                return "permessage-deflate parameter twice in the response";
+            seen |= bit;
+            if (valued != (eq != NULL))
+                return "permessage-deflate parameter with a wrong value";
+            if (valued) {
+                int bits = 0;
+                for (const char *q = va; q < vb; q++) {
+                    if (*q < '0' || *q > '9' || bits > 15)
+                        return "bad permessage-deflate window bits";
+                    bits = bits * 10 + (*q - '0');
+                }
+                if (vb - va > 2 || va == vb || *va == '0' || bits < 8 || bits > 15)
+                    return "bad permessage-deflate window bits";
+            }
+        }
+        if (semi == NULL)
+            break;
+        p = semi + 1;
+    }
+    /* Our inflater is reset before every message: without this the server
+     * could refer to earlier messages. */
+    if (!(seen & 1))
+        return "permessage-deflate without server_no_context_takeover (loadgen inflates each message alone)";
+    return NULL;
+}
+
+/* head[0..len) ends with the blank line. Returns NULL if it is a valid
+ * 101 upgrade for our key, else what is wrong; *pmd = 1 when it accepts
+ * our permessage-deflate offer. */
+static const char *check_upgrade_response(const struct conn *c, const char *head, size_t len, uint8_t *pmd)
+{
+    *pmd = 0;
     if (len < 12 || memcmp(head, "HTTP/1.1 101", 12) != 0)
         return "status is not HTTP/1.1 101";
     bool upgrade = false, connection = false, accept = false;
@@ -628,7 +762,14 @@ static const char *check_upgrade_response(const struct conn *c, const char *head
             if (!accept)
                 return "wrong Sec-WebSocket-Accept";
         } else if (token_ieq(p, nl, "sec-websocket-extensions")) {
-            return "extension negotiated that we did not offer";
+            if (!pmd_offered(c->gidx))
+                return "extension negotiated that we did not offer";
+            if (*pmd)
+                return "Sec-WebSocket-Extensions twice";
+            const char *why = check_pmd_response(v, vl);
+            if (why != NULL)
+                return why;
+            *pmd = 1;
         }
         p = eol + 1;
     }
@@ -727,11 +868,21 @@ static bool json_type_is(const char *head, size_t len, const char *value)
     return false;
 }
 
+static void pmd_finish(struct worker *w, struct conn *c, const uint8_t *in, size_t n);
+
 static void msg_complete(struct worker *w, struct conn *c, int64_t now_us)
 {
     struct stats *st = &w->st;
-    if (c->msg_compressed)
-        return; /* already counted in rsv1_frames; see msg_payload() */
+    if (c->msg_compressed) {
+        if (c->msg_compressed == 1)
+            return; /* RSV1 without negotiation: counted in rsv1_frames */
+        if (c->zdone == 0)
+            pmd_finish(w, c, c->zbuf, c->zlen);
+        if (c->zdone != 1)
+            return; /* counted in inflate_errors */
+        if (measuring())
+            st->compressed_messages++;
+    }
     const char *h = c->head, *end = c->head + c->head_len;
     static const char topic_prefix[] = "{\"topic\":\"";
     if (!c->msg_binary && c->head_len >= sizeof topic_prefix - 1 &&
@@ -781,6 +932,7 @@ static void msg_complete(struct worker *w, struct conn *c, int64_t now_us)
         }
         if (meas) {
             st->deliveries++;
+            st->payload_bytes += c->msg_len;
             record_latency(st, now_us - (int64_t)ts);
         }
         return;
@@ -796,20 +948,172 @@ static void msg_complete(struct worker *w, struct conn *c, int64_t now_us)
         st->other_messages++;
 }
 
+/* --- permessage-deflate ---------------------------------------------- */
+
+/* Inflates one permessage-deflate payload in[0..n), with the 00 00 FF FF
+ * tail appended, into w->zout (grown as needed). Returns the inflated
+ * length, or -1 if it is not DEFLATE data that ends at a block boundary
+ * (a truncated message) or inflates to more than PMD_MAX. */
+static int64_t pmd_inflate(struct worker *w, const uint8_t *in, size_t n)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    z_stream *zs = &w->zs;
+    if (n > PMD_MAX || inflateReset(zs) != Z_OK)
+        return -1;
+    const uint8_t *part[2] = {in, tail};
+    size_t part_len[2] = {n, sizeof tail};
+    size_t out = 0;
+    w->st.inflated_messages += measuring();
+    for (int k = 0; k < 2; k++) {
+        zs->next_in = (Bytef *)part[k];
+        zs->avail_in = (uInt)part_len[k];
+        for (;;) {
+            if (out == w->zout_cap) {
+                if (w->zout_cap >= PMD_MAX)
+                    return -1;
+                uint8_t *nb = realloc(w->zout, w->zout_cap * 2);
+                if (nb == NULL)
+                    die("out of memory");
+                w->zout = nb;
+                w->zout_cap *= 2;
+            }
+            zs->next_out = w->zout + out;
+            zs->avail_out = (uInt)(w->zout_cap - out);
+            int rc = inflate(zs, Z_SYNC_FLUSH);
+            out = (size_t)(zs->next_out - w->zout);
+            if (rc == Z_STREAM_END)
+                return (int64_t)out; /* a BFINAL block: what follows (the tail) is padding */
+            if (rc != Z_OK && rc != Z_BUF_ERROR)
+                return -1;
+            if (zs->avail_out == 0)
+                continue; /* maybe more to come: grow */
+            if (zs->avail_in == 0)
+                break;
+            if (rc == Z_BUF_ERROR)
+                return -1; /* no progress */
+        }
+    }
+    /* After the tail's empty stored block the decoder waits for a block
+     * header (data_type bit 128); anywhere else the message was cut short. */
+    return (zs->data_type & 128) ? (int64_t)out : -1;
+}
+
+/* 64-bit hash of p[0..n), a word at a time (the cache key; memcmp decides). */
+static uint64_t pmd_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        h = (h ^ v) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    uint64_t v = 0;
+    memcpy(&v, p + i, n - i);
+    h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
+}
+
+/* The whole compressed payload of the current message is in[0..n): inflate
+ * it (or reuse the result of an earlier inflate of identical bytes) and set
+ * head / msg_len as an uncompressed message would have. The cache is a
+ * 2-way set-associative table indexed by a hash of the payload, 16K entries:
+ * a client that falls behind reads its connections at very different points
+ * of the stream (up to hundreds of messages apart); a small cache then
+ * misses more and more, the client falls further behind and never recovers. */
+static void pmd_finish(struct worker *w, struct conn *c, const uint8_t *in, size_t n)
+{
+    struct pmd_cache_entry *e = NULL;
+    uint64_t hash = 0;
+    if (opt.inflate_cache && n > 0) {
+        hash = pmd_hash(in, n);
+        size_t set = (size_t)(hash & (PMD_CACHE_SETS - 1));
+        struct pmd_cache_entry *ways = &w->cache[set * PMD_CACHE_WAYS];
+        for (unsigned k = 0; k < PMD_CACHE_WAYS; k++) {
+            const struct pmd_cache_entry *x = &ways[k];
+            if (x->hash == hash && x->len == n && memcmp(in, x->in, n) == 0) {
+                memcpy(c->head, x->head, x->head_len);
+                c->head_len = x->head_len;
+                c->msg_len = x->out_len;
+                c->zdone = 1;
+                w->cache_mru[set] = (uint8_t)k;
+                return;
+            }
+        }
+        unsigned victim = (w->cache_mru[set] + 1) % PMD_CACHE_WAYS; /* not the one used last */
+        e = &ways[victim];
+        w->cache_mru[set] = (uint8_t)victim;
+    }
+    int64_t out = pmd_inflate(w, in, n);
+    if (out < 0) {
+        w->st.inflate_errors++;
+        c->zdone = 2;
+        return;
+    }
+    size_t h = (size_t)out < HEAD_CAP ? (size_t)out : HEAD_CAP;
+    memcpy(c->head, w->zout, h);
+    c->head_len = (uint16_t)h;
+    c->msg_len = (uint64_t)out;
+    c->zdone = 1;
+    if (e != NULL) {
+        if (n > e->cap) {
+            free(e->in);
+            e->cap = (uint32_t)((n + 63) & ~(size_t)63);
+            e->in = malloc(e->cap);
+            if (e->in == NULL)
+                die("out of memory");
+        }
+        memcpy(e->in, in, n);
+        e->hash = hash;
+        e->len = (uint32_t)n;
+        memcpy(e->head, c->head, h);
+        e->head_len = (uint16_t)h;
+        e->out_len = (uint64_t)out;
+    }
+}
+
+/* A piece of a compressed message's payload (before c->remaining counts it). */
+static void pmd_piece(struct worker *w, struct conn *c, const uint8_t *p, size_t n)
+{
+    if (c->zdone)
+        return; /* failed already (too large) */
+    if (c->zlen == 0 && n == c->remaining && c->frame_fin) {
+        pmd_finish(w, c, p, n); /* the whole message in one piece: no copy */
+        return;
+    }
+    if ((uint64_t)c->zlen + n > PMD_MAX) {
+        w->st.inflate_errors++;
+        c->zdone = 2;
+        return;
+    }
+    if (c->zlen + n > c->zcap) {
+        uint32_t cap = c->zcap ? c->zcap : 1024;
+        while (cap < c->zlen + n)
+            cap *= 2;
+        uint8_t *nb = realloc(c->zbuf, cap);
+        if (nb == NULL)
+            die("out of memory");
+        c->zbuf = nb;
+        c->zcap = cap;
+    }
+    memcpy(c->zbuf + c->zlen, p, n);
+    c->zlen += (uint32_t)n;
+}
+
 /*
  * A piece of the current data message's payload, in order. Only the first
- * HEAD_CAP bytes are kept: the prefix is all we parse.
- *
- * permessage-deflate goes here: when c->msg_compressed, feed the piece to
- * the connection's inflater (and the 00 00 ff ff tail at FIN) and pass what
- * comes out to the copy below instead of the raw bytes. Until then,
- * compressed messages are counted as errors and dropped.
+ * HEAD_CAP bytes are kept: the prefix is all we parse. A compressed message
+ * goes to pmd_piece() instead, which fills the head from the inflated bytes.
  */
-static void msg_payload(struct conn *c, const uint8_t *p, size_t n)
+static void msg_payload(struct worker *w, struct conn *c, const uint8_t *p, size_t n)
 {
     c->msg_len += n;
-    if (c->msg_compressed)
+    if (c->msg_compressed) {
+        if (c->msg_compressed == 2)
+            pmd_piece(w, c, p, n);
         return;
+    }
     if (c->head_len < HEAD_CAP) {
         size_t take = HEAD_CAP - c->head_len < n ? HEAD_CAP - c->head_len : n;
         memcpy(c->head + c->head_len, p, take);
@@ -853,8 +1157,15 @@ static int frame_begin(struct worker *w, struct conn *c)
         c->msg_compressed = (rsv & 4) != 0;
         c->msg_len = 0;
         c->head_len = 0;
-        if (c->msg_compressed)
-            w->st.rsv1_frames++;
+        if (c->msg_compressed) {
+            if (c->pmd) {
+                c->msg_compressed = 2;
+                c->zlen = 0;
+                c->zdone = 0;
+            } else {
+                w->st.rsv1_frames++;
+            }
+        }
     } else {
         return -1;
     }
@@ -921,7 +1232,7 @@ static int ws_feed(struct worker *w, struct conn *c, const uint8_t *p, size_t n,
                 memcpy(c->ctrl + c->ctrl_len, p, take);
                 c->ctrl_len = (uint8_t)(c->ctrl_len + take);
             } else {
-                msg_payload(c, p, take);
+                msg_payload(w, c, p, take);
             }
             p += take;
             n -= take;
@@ -955,7 +1266,7 @@ static void handshake_input(struct worker *w, struct conn *c, const uint8_t *p, 
         return;
     }
     size_t head_len = (size_t)(e + 4 - c->hs);
-    const char *why = check_upgrade_response(c, c->hs, head_len);
+    const char *why = check_upgrade_response(c, c->hs, head_len, &c->pmd);
     if (why != NULL) {
         conn_fail(w, c, why);
         return;
@@ -1240,6 +1551,10 @@ static void usage(FILE *f)
           "  --warmup S            seconds after the ramp before counting starts (default 2)\n"
           "  --duration S          seconds of counting; 0 = until SIGINT (default 10)\n"
           "  --min-open N          exit 1 if fewer connections were established (default --conns)\n"
+          "  --deflate             offer permessage-deflate and inflate compressed (RSV1) messages\n"
+          "  --deflate-every N     offer it only on connections i with i %% N == 0 (2 = half; implies --deflate)\n"
+          "  --no-inflate-cache    with --deflate: run zlib on every compressed message, even when its\n"
+          "                        bytes equal the previous one's (default: reuse that result)\n"
           "  --json PATH           also write the JSON result there\n",
           f);
 }
@@ -1257,7 +1572,8 @@ static void parse_options(int argc, char **argv)
 {
     enum {
         OPT_HOST = 1000, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_RATE, OPT_CTIMEOUT, OPT_THREADS, OPT_SRC, OPT_TOPICS, OPT_TOPIC_LIST,
-        OPT_TOPIC_COUNT, OPT_TPC, OPT_WARMUP, OPT_DURATION, OPT_MIN_OPEN, OPT_JSON, OPT_HELP
+        OPT_TOPIC_COUNT, OPT_TPC, OPT_WARMUP, OPT_DURATION, OPT_MIN_OPEN, OPT_JSON, OPT_DEFLATE, OPT_DEFLATE_EVERY, OPT_NO_INFLATE_CACHE,
+        OPT_HELP
     };
     static const struct option longopts[] = {
         {"host", required_argument, 0, OPT_HOST},
@@ -1276,6 +1592,9 @@ static void parse_options(int argc, char **argv)
         {"duration", required_argument, 0, OPT_DURATION},
         {"min-open", required_argument, 0, OPT_MIN_OPEN},
         {"json", required_argument, 0, OPT_JSON},
+        {"deflate", no_argument, 0, OPT_DEFLATE},
+        {"deflate-every", required_argument, 0, OPT_DEFLATE_EVERY},
+        {"no-inflate-cache", no_argument, 0, OPT_NO_INFLATE_CACHE},
         {"help", no_argument, 0, OPT_HELP},
         {0, 0, 0, 0},
     };
@@ -1298,6 +1617,9 @@ static void parse_options(int argc, char **argv)
         case OPT_DURATION: opt.duration_s = parse_num("--duration", optarg, 0); break;
         case OPT_MIN_OPEN: opt.min_open = (int)parse_num("--min-open", optarg, 0); break;
         case OPT_JSON: opt.json_path = optarg; break;
+        case OPT_DEFLATE: opt.deflate = true; break;
+        case OPT_DEFLATE_EVERY: opt.deflate_every = (int)parse_num("--deflate-every", optarg, 1); break;
+        case OPT_NO_INFLATE_CACHE: opt.inflate_cache = false; break;
         case OPT_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -1312,6 +1634,10 @@ static void parse_options(int argc, char **argv)
         opt.threads = opt.conns;
     if (opt.topics_str != NULL && opt.topic_list_path != NULL)
         die("give --topics or --topic-list, not both");
+    if (opt.deflate_every > 0)
+        opt.deflate = true;
+    else if (opt.deflate)
+        opt.deflate_every = 1;
 }
 
 static void on_signal(int sig)
@@ -1408,7 +1734,7 @@ static void write_json(FILE *f, const struct stats *st, const struct totals *tot
                        double window_s, double connect_s, double client_cpu_s)
 {
     uint64_t errors = st->server_closes + st->socket_errors + st->protocol_errors + st->rsv1_frames +
-                      st->parse_errors + st->unexpected_topic + st->error_messages;
+                      st->parse_errors + st->unexpected_topic + st->error_messages + st->inflate_errors;
     fprintf(f, "{\n");
     fprintf(f, "  \"conns_requested\": %d,\n", opt.conns);
     fprintf(f, "  \"conns_open\": %u,\n", open_at_end);
@@ -1419,12 +1745,21 @@ static void write_json(FILE *f, const struct stats *st, const struct totals *tot
     fprintf(f,
             "  \"error_detail\": {\"server_closes\": %" PRIu64 ", \"socket_errors\": %" PRIu64
             ", \"protocol_errors\": %" PRIu64 ", \"rsv1_frames\": %" PRIu64 ", \"parse_errors\": %" PRIu64
-            ", \"unexpected_topic\": %" PRIu64 ", \"error_messages\": %" PRIu64 "},\n",
+            ", \"unexpected_topic\": %" PRIu64 ", \"error_messages\": %" PRIu64 ", \"inflate_errors\": %" PRIu64
+            "},\n",
             st->server_closes, st->socket_errors, st->protocol_errors, st->rsv1_frames, st->parse_errors,
-            st->unexpected_topic, st->error_messages);
+            st->unexpected_topic, st->error_messages, st->inflate_errors);
     fprintf(f, "  \"deliveries\": %" PRIu64 ",\n", st->deliveries);
     fprintf(f, "  \"deliveries_per_s\": %.1f,\n", window_s > 0 ? (double)st->deliveries / window_s : 0.0);
     fprintf(f, "  \"bytes\": %" PRIu64 ",\n", st->bytes);
+    fprintf(f, "  \"wire_bytes\": %" PRIu64 ",\n", st->bytes);
+    fprintf(f, "  \"payload_bytes\": %" PRIu64 ",\n", st->payload_bytes);
+    fprintf(f, "  \"deflate_offered\": %d,\n",
+            opt.deflate_every > 0 ? (opt.conns + opt.deflate_every - 1) / opt.deflate_every : 0);
+    fprintf(f, "  \"deflate_negotiated\": %" PRIu64 ",\n", st->deflate_negotiated);
+    fprintf(f, "  \"deflate_declined\": %" PRIu64 ",\n", st->deflate_declined);
+    fprintf(f, "  \"compressed_messages\": %" PRIu64 ",\n", st->compressed_messages);
+    fprintf(f, "  \"inflated_messages\": %" PRIu64 ",\n", st->inflated_messages);
     fprintf(f, "  \"window_s\": %.4f,\n", window_s);
     fprintf(f, "  \"lost\": %" PRIu64 ",\n", st->lost);
     fprintf(f, "  \"duplicated\": %" PRIu64 ",\n", st->dup);
@@ -1449,8 +1784,9 @@ static void write_json(FILE *f, const struct stats *st, const struct totals *tot
     json_str(f, opt.src_addrs_str ? opt.src_addrs_str : "");
     fprintf(f, ", \"topic_count\": %u, \"topics_per_conn\": %d, \"first_topic\": ", g_ntopics, opt.topics_per_conn);
     json_str(f, g_topics[0]);
-    fprintf(f, ", \"warmup_s\": %g, \"duration_s\": %g, \"min_open\": %d}\n", opt.warmup_s, opt.duration_s,
-            opt.min_open);
+    fprintf(f, ", \"warmup_s\": %g, \"duration_s\": %g, \"min_open\": %d, \"deflate\": %s, \"deflate_every\": %d, \"inflate_cache\": %s}\n",
+            opt.warmup_s, opt.duration_s, opt.min_open, opt.deflate ? "true" : "false", opt.deflate_every,
+            opt.inflate_cache ? "true" : "false");
     fprintf(f, "}\n");
 }
 
@@ -1498,10 +1834,19 @@ int main(int argc, char **argv)
         w->ep = epoll_create1(EPOLL_CLOEXEC);
         if (w->ep < 0)
             die("epoll_create1: %s", strerror(errno));
+        if (opt.deflate) {
+            if (inflateInit2(&w->zs, -15) != Z_OK)
+                die("inflateInit2 failed");
+            w->zout_cap = ZOUT_INIT;
+            w->zout = xcalloc(1, w->zout_cap);
+            w->cache = xcalloc((size_t)PMD_CACHE_SETS * PMD_CACHE_WAYS, sizeof *w->cache);
+            w->cache_mru = xcalloc(PMD_CACHE_SETS, 1);
+        }
     }
 
-    fprintf(stderr, "loadgen: %d connections to %s:%d%s, %u topic(s) in play, %u per connection, %d thread(s)\n",
-            opt.conns, opt.host, opt.port, opt.path, g_ntopics, k, T);
+    fprintf(stderr, "loadgen: %d connections to %s:%d%s, %u topic(s) in play, %u per connection, %d thread(s)%s\n",
+            opt.conns, opt.host, opt.port, opt.path, g_ntopics, k, T,
+            opt.deflate ? (opt.inflate_cache ? ", permessage-deflate offered" : ", permessage-deflate offered, no inflate cache") : "");
     clock_gettime(CLOCK_MONOTONIC, &g_ramp_start);
     for (int t = 0; t < T; t++)
         if (pthread_create(&g_workers[t].thread, NULL, worker_main, &g_workers[t]) != 0)
@@ -1574,6 +1919,12 @@ int main(int argc, char **argv)
         sum.error_messages += s->error_messages;
         sum.other_messages += s->other_messages;
         sum.pings += s->pings;
+        sum.deflate_negotiated += s->deflate_negotiated;
+        sum.deflate_declined += s->deflate_declined;
+        sum.inflate_errors += s->inflate_errors;
+        sum.compressed_messages += s->compressed_messages;
+        sum.inflated_messages += s->inflated_messages;
+        sum.payload_bytes += s->payload_bytes;
         for (unsigned i = 0; i < HIST_BUCKETS; i++)
             sum.hist[i] += s->hist[i];
     }
