@@ -10,9 +10,11 @@
  *
  * Three passes, so that nothing is published from a body that is wrong
  * anywhere:
- *   1. validation: a byte scan for what RFC 8259 forbids and cJSON accepts
- *      (see strict_scan), then a full cJSON parse with nothing but
- *      whitespace after the value;
+ *   1. validation: rc_json_parse() (include/ringcast/json.h), a byte scan
+ *      for what RFC 8259 forbids and cJSON accepts, strings included, which
+ *      must be UTF-8 (the data goes out in WebSocket text frames, where
+ *      invalid UTF-8 makes every receiving client drop its connection), then
+ *      a full cJSON parse with nothing but whitespace after the value;
  *   2. spans: jsmn (strict) tokenises the same bytes; every item is checked
  *      and its topic and data spans recorded. Keys are compared after
  *      decoding their escapes and the first of duplicate keys wins, as in
@@ -35,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ringcast/json.h"
 #include "ringcast/proto.h" /* rc_topic_name_valid */
 
 #define JSMN_STATIC
@@ -59,146 +62,16 @@ static ssize_t fail(char *err, size_t errcap, ssize_t code, const char *fmt, ...
     return code;
 }
 
-/* ---- pass 1: what cJSON lets through --------------------------------------- */
+/* ---- pass 1: validation ------------------------------------------------------ */
 
-static bool is_json_ws(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static bool is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* RFC 8259 number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
-static bool number_valid(const char *s, size_t n)
-{
-    size_t i = 0;
-    if (i < n && s[i] == '-')
-        i++;
-    if (i == n || !is_digit((unsigned char)s[i]))
-        return false;
-    if (s[i] == '0')
-        i++;
-    else
-        while (i < n && is_digit((unsigned char)s[i]))
-            i++;
-    if (i < n && s[i] == '.') {
-        size_t start = ++i;
-        while (i < n && is_digit((unsigned char)s[i]))
-            i++;
-        if (i == start)
-            return false;
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            i++;
-        size_t start = i;
-        while (i < n && is_digit((unsigned char)s[i]))
-            i++;
-        if (i == start)
-            return false;
-    }
-    return i == n;
-}
-
-static bool is_cont(unsigned char c)
-{
-    return (c & 0xc0) == 0x80;
-}
-
-/* Length of the well-formed UTF-8 sequence (no overlongs, surrogates or
- * code points above U+10FFFF) starting at p[0] >= 0x80, or 0. */
-static size_t utf8_seq_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c >= 0xc2 && c <= 0xdf)
-        return n >= 2 && is_cont(p[1]) ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        if (n < 3 || !is_cont(p[1]) || !is_cont(p[2]))
-            return 0;
-        if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f))
-            return 0;
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        if (n < 4 || !is_cont(p[1]) || !is_cont(p[2]) || !is_cont(p[3]))
-            return 0;
-        if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f))
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
-/*
- * Rejects what RFC 8259 forbids and cJSON accepts: control bytes other than
- * JSON whitespace outside strings (cJSON skips every byte <= 0x20), any
- * control byte inside a string, bytes >= 0x80 outside strings (cJSON skips a
- * BOM), numbers such as 01, 1. or -01, and text that is not UTF-8. The data
- * we forward goes out in WebSocket text frames, where invalid UTF-8 makes
- * every receiving client drop its connection (RFC 6455 §8.1), and to JSON
- * parsers that are stricter than cJSON. Structure, escapes and literals are
- * left to cJSON.
- */
-static bool strict_scan(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = u[i];
-        if (c == '"') {
-            for (i++;;) {
-                if (i >= n)
-                    return false;
-                c = u[i];
-                if (c == '"')
-                    break;
-                if (c < 0x20)
-                    return false;
-                if (c == '\\') {
-                    i += 2; /* which escapes exist is cJSON's check */
-                } else if (c < 0x80) {
-                    i++;
-                } else {
-                    size_t k = utf8_seq_len(u + i, n - i);
-                    if (k == 0)
-                        return false;
-                    i += k;
-                }
-            }
-        } else if (c == '-' || is_digit(c)) {
-            size_t start = i;
-            while (i + 1 < n && (is_digit(u[i + 1]) || u[i + 1] == '.' || u[i + 1] == 'e' ||
-                                 u[i + 1] == 'E' || u[i + 1] == '+' || u[i + 1] == '-'))
-                i++;
-            if (!number_valid(s + start, i + 1 - start))
-                return false;
-        } else if ((c < 0x20 && !is_json_ws(c)) || c >= 0x80) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Full RFC 8259 validation: strict_scan, cJSON, then only whitespace. On
- * success returns the root's type (cJSON_Object, cJSON_Array, ...) and the
- * array's length in *count; 0 when the body is not JSON. */
+/* Full RFC 8259 validation, UTF-8 included. On success returns the root's
+ * type (cJSON_Object, cJSON_Array, ...) and the array's length in *count;
+ * 0 when the body is not JSON. */
 static int validate(const char *body, size_t len, size_t *count)
 {
-    if (!strict_scan(body, len))
-        return 0;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    cJSON *root = rc_json_parse(body, len, RC_JSON_UTF8, NULL);
     if (root == NULL)
         return 0;
-    for (const char *p = end; p < body + len; p++) {
-        if (!is_json_ws((unsigned char)*p)) {
-            cJSON_Delete(root);
-            return 0;
-        }
-    }
     int type = root->type & 0xff;
     *count = 0;
     for (const cJSON *c = root->child; cJSON_IsArray(root) && c != NULL; c = c->next)
@@ -208,17 +81,6 @@ static int validate(const char *body, size_t len, size_t *count)
 }
 
 /* ---- pass 2: spans ------------------------------------------------------------- */
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /*
  * True when the raw text of a key (between its quotes, escapes not yet
@@ -238,15 +100,9 @@ static bool key_equals(const char *raw, size_t n, const char *lit)
             cp = e != NULL ? to[e - from] : -1;
             i += 2;
         } else {
-            if (n - i < 6)
+            cp = rc_json_hex4(raw, n, i + 1);
+            if (cp < 0)
                 return false;
-            cp = 0;
-            for (size_t k = 2; k < 6; k++) {
-                int h = hex_value((unsigned char)raw[i + k]);
-                if (h < 0)
-                    return false;
-                cp = cp * 16 + h;
-            }
             i += 6;
         }
         if (lit[j] == '\0' || cp != (unsigned char)lit[j])

@@ -15,14 +15,13 @@
  * any thread may call (cJSON itself records the position of a parse error
  * in a process-wide variable; we never read it).
  *
- * Why there is a byte scan before cJSON: cJSON is lenient where RFC 8259 is
- * not (it skips every byte <= 0x20 as whitespace, skips a UTF-8 BOM, keeps
- * raw control bytes inside strings, accepts numbers such as 01 and 1.), and
- * it hands strings over NUL-terminated without their length, so a "\u0000"
- * escape silently cuts a key or a topic name short ({"type":"ping\u0000x"}
- * would read as "ping"). The scan rejects the lenient forms and measures
- * the decoded length of every string that contains "\u0000", so those
- * strings are compared and validated with their full length.
+ * Strings with "\u0000": cJSON hands strings over NUL-terminated without
+ * their length, so such an escape would silently cut a key or a topic name
+ * short ({"type":"ping\u0000x"} would read as "ping"). rc_json_parse()
+ * (include/ringcast/json.h) rejects what RFC 8259 forbids and counts those
+ * strings; for them (never in real messages) a second rc_json_scan()
+ * records their decoded lengths, so they are compared and validated with
+ * their full length.
  */
 #include "ringcast/proto.h"
 
@@ -31,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ringcast/json.h"
 
 /* How much of a client's type or topic name we quote back in an error. */
 #define ECHO_MAX 64
@@ -65,155 +66,6 @@ bool rc_topic_name_valid(const char *name, size_t len)
     return true;
 }
 
-/* ---- strict pre-scan ------------------------------------------------------ */
-
-/* A string whose text contains a "\u0000" escape: its position among all
- * strings of the message (keys included, in document order) and its length
- * once decoded, which strlen() on cJSON's copy cannot tell. */
-struct nul_string {
-    size_t ordinal;
-    size_t decoded_len;
-};
-
-static bool is_json_ws(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static bool is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* The code unit of the \uXXXX escape whose 'u' is at s[i], or -1. */
-static long hex4_at(const char *s, size_t n, size_t i)
-{
-    if (n - i < 5)
-        return -1;
-    long v = 0;
-    for (size_t k = 1; k <= 4; k++) {
-        int h = hex_value((unsigned char)s[i + k]);
-        if (h < 0)
-            return -1;
-        v = v * 16 + h;
-    }
-    return v;
-}
-
-/* RFC 8259 number: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
-static bool number_valid(const char *s, size_t n)
-{
-    size_t i = 0;
-    if (i < n && s[i] == '-')
-        i++;
-    if (i == n || !is_digit((unsigned char)s[i]))
-        return false;
-    if (s[i] == '0')
-        i++;
-    else
-        while (i < n && is_digit((unsigned char)s[i]))
-            i++;
-    if (i < n && s[i] == '.') {
-        size_t start = ++i;
-        while (i < n && is_digit((unsigned char)s[i]))
-            i++;
-        if (i == start)
-            return false;
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            i++;
-        size_t start = i;
-        while (i < n && is_digit((unsigned char)s[i]))
-            i++;
-        if (i == start)
-            return false;
-    }
-    return i == n;
-}
-
-/*
- * Walks msg once. Returns false on what RFC 8259 forbids and cJSON lets
- * through: control bytes other than JSON whitespace outside strings, any
- * control byte inside a string, bytes >= 0x80 outside strings (a BOM) and
- * malformed numbers. Everything else (structure, escapes, literals) is left
- * to cJSON. Records up to cap strings containing "\u0000" into out and
- * counts all of them in *nnul.
- */
-static bool strict_scan(const char *s, size_t n, struct nul_string *out, size_t cap, size_t *nnul)
-{
-    size_t ordinal = 0;
-    *nnul = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"') {
-            size_t decoded = 0;
-            bool has_nul = false;
-            for (i++;; i++) {
-                if (i >= n)
-                    return false;
-                c = (unsigned char)s[i];
-                if (c == '"')
-                    break;
-                if (c < 0x20)
-                    return false;
-                decoded++;
-                if (c != '\\')
-                    continue;
-                if (++i >= n)
-                    return false;
-                if (s[i] != 'u')
-                    continue; /* cJSON checks which escapes exist */
-                long cp = hex4_at(s, n, i);
-                if (cp < 0)
-                    return false;
-                i += 4;
-                if (cp >= 0xd800 && cp <= 0xdbff && n - i > 2 && s[i + 1] == '\\' &&
-                    s[i + 2] == 'u' && hex4_at(s, n, i + 2) >= 0xdc00 &&
-                    hex4_at(s, n, i + 2) <= 0xdfff) {
-                    i += 6; /* a surrogate pair: one 4-byte character */
-                    decoded += 3;
-                } else if (cp >= 0x800) {
-                    decoded += 2;
-                } else if (cp >= 0x80) {
-                    decoded += 1;
-                } else if (cp == 0) {
-                    has_nul = true;
-                }
-            }
-            if (has_nul) {
-                if (*nnul < cap)
-                    out[*nnul] = (struct nul_string){ ordinal, decoded };
-                (*nnul)++;
-            }
-            ordinal++;
-        } else if (c == '-' || is_digit(c)) {
-            size_t start = i;
-            while (i + 1 < n && (is_digit((unsigned char)s[i + 1]) || s[i + 1] == '.' ||
-                                 s[i + 1] == 'e' || s[i + 1] == 'E' || s[i + 1] == '+' ||
-                                 s[i + 1] == '-'))
-                i++;
-            if (!number_valid(s + start, i + 1 - start))
-                return false;
-        } else if ((c < 0x20 && !is_json_ws(c)) || c >= 0x80) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* ---- strings with an embedded NUL ---------------------------------------- */
 
 struct nul_item {
@@ -223,7 +75,7 @@ struct nul_item {
 };
 
 struct nul_map {
-    const struct nul_string *strings; /* from strict_scan, ascending ordinals */
+    const struct rc_json_nul_string *strings; /* from rc_json_scan, ascending ordinals */
     size_t nstrings;
     size_t next;    /* first entry of strings not yet matched */
     size_t ordinal; /* strings seen so far in the walk */
@@ -241,7 +93,7 @@ static void nul_note(struct nul_map *m, const cJSON *item, bool is_key)
 }
 
 /* Visits the strings of the tree in document order (a member's key before
- * its value, as cJSON parsed them), matching them with strict_scan's
+ * its value, as cJSON parsed them), matching them with rc_json_scan's
  * ordinals. Depth is bounded by cJSON's nesting limit. */
 static void nul_walk(struct nul_map *m, const cJSON *item, bool has_key)
 {
@@ -406,23 +258,13 @@ int rc_proto_parse(const char *msg, size_t len, size_t max_topics, struct rc_cmd
         return fail(err, errcap, msg_invalid_json);
 
     size_t nnul;
-    if (!strict_scan(msg, len, NULL, 0, &nnul))
-        return fail(err, errcap, msg_invalid_json);
-
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(msg, len, &end, 0);
+    cJSON *root = rc_json_parse(msg, len, RC_JSON_NUL, &nnul);
     if (root == NULL)
         return fail(err, errcap, msg_invalid_json);
-    for (const char *p = end; p < msg + len; p++) {
-        if (!is_json_ws((unsigned char)*p)) {
-            cJSON_Delete(root);
-            return fail(err, errcap, msg_invalid_json);
-        }
-    }
 
     /* Messages without "\u0000" (all real ones) skip this entirely. */
     struct nul_map m = { 0 };
-    struct nul_string *strings = NULL;
+    struct rc_json_nul_string *strings = NULL;
     if (nnul > 0) {
         strings = calloc(nnul, sizeof(*strings));
         m.items = calloc(nnul, sizeof(*m.items));
@@ -433,7 +275,7 @@ int rc_proto_parse(const char *msg, size_t len, size_t max_topics, struct rc_cmd
             fail(err, errcap, "Out of memory");
             return -ENOMEM;
         }
-        strict_scan(msg, len, strings, nnul, &nnul);
+        rc_json_scan(msg, len, RC_JSON_NUL, strings, nnul, &nnul);
         m.strings = strings;
         m.nstrings = nnul;
         nul_walk(&m, root, false);
