@@ -64,7 +64,8 @@ def build_loadgen():
         return
     LOADGEN_BIN.parent.mkdir(parents=True, exist_ok=True)
     cmd = [os.environ.get("CC", "cc"), "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
-           "-o", str(LOADGEN_BIN), str(LOADGEN_SRC), "-lm", "-lz"]
+           "-I", str(ROOT / "include"), "-o", str(LOADGEN_BIN), str(LOADGEN_SRC),
+           str(ROOT / "src" / "ws" / "handshake.c"), str(ROOT / "src" / "http" / "parser.c"), "-lm", "-lz"]
     log("building " + " ".join(cmd))
     subprocess.run(cmd, check=True)
 

@@ -10,7 +10,8 @@
  * histogram. Counting happens only inside the measured window (after
  * --warmup, for --duration seconds); seq tracking runs all the time.
  *
- * Build: cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -o perf/build/loadgen perf/loadgen.c -lm -lz
+ * Build: cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -o perf/build/loadgen perf/loadgen.c
+ *        src/ws/handshake.c src/http/parser.c -lm -lz   (the handshake code is the server's)
  *
  * Threads: the main thread parses options, starts --threads workers and
  * keeps the timeline (ramp, warmup, window, end). Each worker owns its
@@ -71,6 +72,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include "ringcast/ws.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -199,104 +202,16 @@ static int64_t wall_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* ------------------------------------------------------------------ */
-/* SHA-1 (FIPS 180-4) and base64: only for Sec-WebSocket-Accept       */
-/* ------------------------------------------------------------------ */
+/* Sec-WebSocket-Accept and the key: the server's own rc_ws_accept_key and
+ * rc_base64_encode (src/ws/handshake.c, linked in by the build), so client
+ * and server can never disagree on the handshake arithmetic. */
+static void ws_accept_for_key(const char *key, char out[29]) { rc_ws_accept_key(key, strlen(key), out); }
 
-static uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-static void sha1_block(uint32_t h[5], const uint8_t *p)
-{
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5A827999;
-        } else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ED9EBA1;
-        } else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8F1BBCDC;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xCA62C1D6;
-        }
-        uint32_t t = rol32(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol32(b, 30);
-        b = a;
-        a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-}
-
-static void sha1(const void *data, size_t len, uint8_t out[20])
-{
-    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-    const uint8_t *p = data;
-    size_t left = len;
-    while (left >= 64) {
-        sha1_block(h, p);
-        p += 64;
-        left -= 64;
-    }
-    uint8_t tail[128] = {0};
-    memcpy(tail, p, left);
-    tail[left] = 0x80;
-    size_t tail_len = left + 1 + 8 <= 64 ? 64 : 128;
-    uint64_t bits = (uint64_t)len * 8;
-    for (int i = 0; i < 8; i++)
-        tail[tail_len - 1 - i] = (uint8_t)(bits >> (8 * i));
-    sha1_block(h, tail);
-    if (tail_len == 128)
-        sha1_block(h, tail + 64);
-    for (int i = 0; i < 5; i++) {
-        out[4 * i] = (uint8_t)(h[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(h[i] >> 8);
-        out[4 * i + 3] = (uint8_t)h[i];
-    }
-}
-
-/* Writes the base64 of in[0..n) and a NUL; returns the length. */
 static size_t base64(const uint8_t *in, size_t n, char *out)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = tab[(v >> 18) & 63];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    out[o] = 0;
-    return o;
-}
-
-static void ws_accept_for_key(const char *key, char out[29])
-{
-    char buf[64];
-    int n = snprintf(buf, sizeof buf, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-    uint8_t digest[20];
-    sha1(buf, (size_t)n, digest);
-    base64(digest, 20, out);
+    size_t len = rc_base64_encode(in, n, out);
+    out[len] = 0;
+    return len;
 }
 
 /* ------------------------------------------------------------------ */
