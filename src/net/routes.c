@@ -227,7 +227,9 @@ static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc
 /* ---- GET /metrics (Prometheus text) ---- */
 
 static void route_metrics(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req) {
-    size_t cap = 8192;
+    /* Room for every metric with its HELP and TYPE lines: they are listed
+     * at compile time, so the bound is too. */
+    size_t cap = 512 * (sizeof(struct rc_metrics) / sizeof(uint64_t) + 1);
     char *out = malloc(cap);
     if (!out) {
         rc_conn_abort(s, c);
@@ -235,7 +237,16 @@ static void route_metrics(struct rc_shard *s, struct rc_conn *c, const struct rc
     }
     size_t len = 0;
     struct rc_server *srv = s->srv;
-#define RC_METRIC_TEXT(kind, name, help)                                                                  {                                                                                                         uint64_t sum = 0;                                                                                     for (unsigned i = 0; i < srv->nshards; i++) sum += RC_METRIC_GET(&srv->shards[i].metrics, name);         int w = snprintf(out + len, cap - len, "# HELP ringcast_" #name " " help "\n# TYPE ringcast_" #name " " #kind "\nringcast_" #name " %llu\n", (unsigned long long)sum);         if (w > 0 && (size_t)w < cap - len) len += (size_t)w;                                             }
+#define RC_METRIC_TEXT(kind, name, help)                                                     \
+    {                                                                                        \
+        uint64_t sum = 0;                                                                    \
+        for (unsigned i = 0; i < srv->nshards; i++) sum += RC_METRIC_GET(&srv->shards[i].metrics, name); \
+        int w = snprintf(out + len, cap - len,                                               \
+                         "# HELP ringcast_" #name " " help "\n# TYPE ringcast_" #name " " #kind \
+                         "\nringcast_" #name " %llu\n",                                      \
+                         (unsigned long long)sum);                                           \
+        if (w > 0 && (size_t)w < cap - len) len += (size_t)w;                                \
+    }
     RC_METRICS(RC_METRIC_TEXT)
 #undef RC_METRIC_TEXT
     int w = snprintf(out + len, cap - len, "# HELP ringcast_shards shard threads\n# TYPE ringcast_shards gauge\nringcast_shards %u\n", srv->nshards);
