@@ -146,6 +146,18 @@ int rc_conn_queue(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b) {
 void rc_conn_flush(struct rc_shard *s, struct rc_conn *c) {
     c->flags &= ~RC_CF_DIRTY;
     if (c->state == RC_CONN_DEAD || (c->flags & RC_CF_SENDING) || rc_sendq_empty(&c->sq)) return;
+    if (c->sq.count == 1) {
+        /* One buffer (the common case between bursts): a plain SEND, no
+         * msghdr for the kernel to import and none to keep alive. */
+        struct rc_buf *b = c->sq.head->buf;
+        c->sending_nodes = 1;
+        struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
+        io_uring_prep_send(sqe, c->fd, b->data + c->sq.head_off, b->len - c->sq.head_off, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_SEND, c->idx, c->gen));
+        c->flags |= RC_CF_SENDING;
+        c->inflight++;
+        return;
+    }
     struct rc_send_ctx *x = s->free_sctx;
     if (x)
         s->free_sctx = x->next_free;
