@@ -283,6 +283,12 @@ void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_r
         route_ws_test(s, c, req, body, body_len);
         return;
     }
+    if (rc_http_slice_eq(path, plen, "/")) {
+        if (!is_get(req)) goto not_allowed;
+        rc_http_respond(s, c, 200, "text/html; charset=utf-8", "Cache-Control: no-cache\r\n", rc_dashboard_html,
+                        rc_dashboard_html_len, req->keep_alive);
+        return;
+    }
     if (rc_http_slice_eq(path, plen, "/metrics")) {
         if (!is_get(req)) goto not_allowed;
         route_metrics(s, c, req);

@@ -224,6 +224,10 @@ void rc_shard_pmd_interest(struct rc_shard *s, struct rc_topic *t, int delta);
 int rc_shard_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
                      bool broadcast);
 
+/* dashboard.c: the page GET / serves. */
+extern const char rc_dashboard_html[];
+extern const size_t rc_dashboard_html_len;
+
 /* routes.c: handles one complete request (head + body). Returns bytes of
  * input the request used beyond what the caller already consumed (always 0
  * today) or a negative errno when the connection was torn down. */

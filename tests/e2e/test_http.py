@@ -170,7 +170,7 @@ def test_query_string_ignored_for_routing(echo_server):
     assert status == 200 and json.loads(body) == {"status": "ok"}
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/healthz/", "/HEALTHZ", "/healthzz", "/echo/x", "/readyz/1"])
+@pytest.mark.parametrize("path", ["/index.html", "/nope", "/healthz/", "/HEALTHZ", "/healthzz", "/echo/x", "/readyz/1"])
 def test_unknown_path_404(echo_server, path):
     status, hdrs, body = one(echo_server, req("GET", path))
     assert_json_error(status, hdrs, body, 404)
@@ -928,3 +928,22 @@ def test_listen_from_env(var):
         p.terminate()
         assert p.wait(10) == 0
         p.stdout.close()
+
+
+# ---------------------------------------------------------------- GET / (dashboard)
+
+
+def test_dashboard_page(echo_server):
+    """GET / serves the live dashboard: HTML that subscribes to the firehose
+    on /ws and polls /metrics, with no external resources."""
+    status, hdrs, body = one(echo_server, req("GET", "/"))
+    assert status == 200
+    assert hdrs["content-type"] == "text/html; charset=utf-8"
+    page = body.decode()
+    assert page.startswith("<!doctype html>")
+    assert '"/ws"' in page and "subscribe_all" in page and 'fetch("/metrics")' in page
+    assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
+    assert "innerHTML" not in page  # published data is only ever set as text
+    status, hdrs, body = one(echo_server, req("POST", "/", ["Content-Length: 0"]))
+    assert_json_error(status, hdrs, body, 405)
+    assert hdrs["allow"] == "GET"
