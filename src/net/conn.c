@@ -222,23 +222,18 @@ void rc_conn_on_send(struct rc_shard *s, struct rc_conn *c, int res) {
     if (c->flags & RC_CF_END_AFTER_SEND) end_after_send(s, c);
 }
 
-/* Queues bytes copied into a fresh buffer. */
-static int queue_copy(struct rc_shard *s, struct rc_conn *c, const void *p, size_t n) {
-    struct rc_buf *b = rc_buf_new(n);
+/* Queues one unfragmented, uncompressed frame built in a fresh buffer:
+ * control frames, protocol replies, echoes that cannot adopt their bytes. */
+static int queue_frame(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, const void *payload, size_t len) {
+    size_t hl = rc_ws_header_len(len);
+    struct rc_buf *b = rc_buf_new(hl + len);
     if (!b) return -ENOMEM;
-    memcpy(b->data, p, n);
-    b->len = (uint32_t)n;
+    rc_ws_write_header(b->data, opcode, true, false, len);
+    if (len) memcpy(b->data + hl, payload, len);
+    b->len = (uint32_t)(hl + len);
     int ret = rc_conn_queue(s, c, b);
     rc_buf_unref(b);
     return ret;
-}
-
-static int queue_control(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, const uint8_t *payload,
-                         size_t len) {
-    uint8_t frame[RC_WS_MAX_HEADER + RC_WS_MAX_CONTROL];
-    size_t hl = rc_ws_write_header(frame, opcode, true, false, len);
-    memcpy(frame + hl, payload, len);
-    return queue_copy(s, c, frame, hl + len);
 }
 
 /* ---- closing ---- */
@@ -259,7 +254,7 @@ void rc_conn_ws_close(struct rc_shard *s, struct rc_conn *c, uint16_t code, cons
     }
     c->flags |= RC_CF_CLOSE_SENT;
     c->state = RC_CONN_CLOSING;
-    if (queue_control(s, c, RC_WS_OP_CLOSE, payload, len) < 0) {
+    if (queue_frame(s, c, RC_WS_OP_CLOSE, payload, len) < 0) {
         rc_conn_abort(s, c);
         return;
     }
@@ -366,18 +361,7 @@ static void echo_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode) 
 /* ---- /ws: the JSON subscribe protocol ---- */
 
 static void queue_text(struct rc_shard *s, struct rc_conn *c, const char *json, size_t len) {
-    size_t hl = rc_ws_header_len(len);
-    struct rc_buf *b = rc_buf_new(hl + len);
-    if (!b) {
-        rc_conn_abort(s, c);
-        return;
-    }
-    rc_ws_write_header(b->data, RC_WS_OP_TEXT, true, false, len);
-    memcpy(b->data + hl, json, len);
-    b->len = (uint32_t)(hl + len);
-    int ret = rc_conn_queue(s, c, b);
-    rc_buf_unref(b);
-    if (ret < 0) rc_conn_abort(s, c);
+    if (queue_frame(s, c, RC_WS_OP_TEXT, json, len) < 0) rc_conn_abort(s, c);
 }
 
 static void reply_error(struct rc_shard *s, struct rc_conn *c, const char *message) {
@@ -576,32 +560,27 @@ void rc_conn_deliver(struct rc_shard *s, struct rc_conn *c, struct rc_buf *view)
  * compressed when the connection negotiated it and the message is big
  * enough. */
 static void echo_copy(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, const uint8_t *p, size_t n) {
-    bool compress = c->pmd_bits && s->deflater && n >= s->cfg->deflate_min_bytes && n > 0;
-    size_t body = compress ? rc_deflate_bound(n) : n;
-    struct rc_buf *b = rc_buf_new(RC_WS_MAX_HEADER + body);
-    if (!b) {
-        rc_conn_abort(s, c);
-        return;
-    }
-    if (compress) {
+    if (c->pmd_bits && s->deflater && n >= s->cfg->deflate_min_bytes && n > 0) {
+        size_t body = rc_deflate_bound(n);
+        struct rc_buf *b = rc_buf_new(RC_WS_MAX_HEADER + body);
+        if (!b) {
+            rc_conn_abort(s, c);
+            return;
+        }
         ssize_t clen = rc_deflate_message(s->deflater, p, n, b->data + RC_WS_MAX_HEADER, body, c->pmd_bits);
-        if (clen < 0 || (size_t)clen >= n) {
-            compress = false; /* incompressible: plain is smaller */
-        } else {
+        if (clen >= 0 && (size_t)clen < n) {
             size_t hl = rc_ws_header_len((uint64_t)clen);
             rc_ws_write_header(b->data, opcode, true, true, (uint64_t)clen);
             memmove(b->data + hl, b->data + RC_WS_MAX_HEADER, (size_t)clen);
             b->len = (uint32_t)(hl + (size_t)clen);
+            int ret = rc_conn_queue(s, c, b);
+            rc_buf_unref(b);
+            if (ret < 0) rc_conn_abort(s, c);
+            return;
         }
+        rc_buf_unref(b); /* incompressible: plain is smaller */
     }
-    if (!compress) {
-        size_t hl = rc_ws_write_header(b->data, opcode, true, false, n);
-        memcpy(b->data + hl, p, n);
-        b->len = (uint32_t)(hl + n);
-    }
-    int ret = rc_conn_queue(s, c, b);
-    rc_buf_unref(b);
-    if (ret < 0) rc_conn_abort(s, c);
+    if (queue_frame(s, c, opcode, p, n) < 0) rc_conn_abort(s, c);
 }
 
 /* A complete message: inflated when it came compressed (stateless, capped
@@ -699,7 +678,7 @@ static size_t ws_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, size
             ws_on_data(s, c, &ev);
             break;
         case RC_WS_EV_PING:
-            if (!(c->flags & RC_CF_CLOSE_SENT) && queue_control(s, c, RC_WS_OP_PONG, ev.data, ev.len) < 0)
+            if (!(c->flags & RC_CF_CLOSE_SENT) && queue_frame(s, c, RC_WS_OP_PONG, ev.data, ev.len) < 0)
                 rc_conn_abort(s, c);
             break;
         case RC_WS_EV_PONG:

@@ -197,7 +197,7 @@ static void deliver_frame(struct rc_shard *s, struct rc_topic *t, struct rc_fram
             if ((v = view_for(&x, s->wsconns[i]))) rc_conn_deliver(s, s->wsconns[i], v);
     } else {
         if (!t) t = rc_topic_find(&s->topics, f->name, f->name_len, f->hash);
-        struct rc_topic *fh = rc_topic_find(&s->topics, "*", 1, rc_topic_hash("*", 1));
+        struct rc_topic *fh = rc_topic_find(&s->topics, "*", 1, s->firehose_hash);
         if (t && t != fh)
             for (uint32_t i = 0; i < t->nsubs; i++) {
                 struct rc_conn *c = t->subs[i].conn;
@@ -754,6 +754,7 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         for (uint32_t k = 0; k < per_shard; k++) s->free_slots[k] = per_shard - 1 - k;
         s->nfree = per_shard;
         s->timed.timed_next = s->timed.timed_prev = &s->timed;
+        s->firehose_hash = rc_topic_hash("*", 1);
         s->out_pub = calloc(srv->nshards, sizeof *s->out_pub);
         s->out_frames = calloc(srv->nshards, sizeof *s->out_frames);
         if (!s->out_pub || !s->out_frames || rc_topic_table_init(&s->topics, is_conflatable, srv) < 0) {

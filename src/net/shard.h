@@ -148,6 +148,7 @@ struct rc_shard {
 
     /* Broadcast engine */
     struct rc_topic_table topics;
+    uint64_t firehose_hash; /* rc_topic_hash("*"), looked up for every frame */
     struct rc_view_pool views;
     struct rc_inbox inbox;          /* woken through wake_fd */
     struct rc_msg **out_pub;        /* per destination shard: publish records it owns */
