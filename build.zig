@@ -22,6 +22,7 @@ const system_libs = [_][]const u8{
     "libisal", // src/ws/deflate.c: permessage-deflate, levels 1-3 and small windows
     "libdeflate", // src/ws/deflate.c: permessage-deflate, levels 4-12
     "zlib", // src/ws/deflate.c: inflate of clients' messages
+    "hiredis", // src/ingest/redis.c, src/net/redis_link.c: RESP formatter and reader only
     // pkg-config:end
 };
 

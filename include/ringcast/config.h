@@ -52,6 +52,10 @@ struct rc_config {
     bool deflate;                /* --deflate on|off, default on */
     unsigned deflate_min_bytes;  /* --deflate-min-bytes, default 256 */
     unsigned deflate_level;      /* --deflate-level, default 1 */
+
+    /* Redis */
+    const char *redis;           /* --redis URL (also REDIS_URL); NULL = single node */
+    bool redis_sharded;          /* --redis-sharded: Redis Cluster SSUBSCRIBE/SPUBLISH */
 };
 
 /*

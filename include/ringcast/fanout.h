@@ -127,6 +127,16 @@ enum {
     RC_PUB_DEFLATE_INTEREST_DEL = 1u << 7,
 };
 
+/* Records for shard 0, which runs the Redis link (--redis): a message to
+ * PUBLISH (with RC_FRAME_BROADCAST for the broadcast channel), and the
+ * sending shard gaining its first / losing its last subscriber of a topic
+ * ("*": of the firehose), so the node (un)subscribes its channel. */
+enum {
+    RC_PUB_REDIS_PUBLISH = 1u << 3,
+    RC_PUB_REDIS_INTEREST_ADD = 1u << 4,
+    RC_PUB_REDIS_INTEREST_DEL = 1u << 5,
+};
+
 /* The link of an inbox entry; the first member of every struct rc_msg. */
 struct rc_qnode {
     _Atomic(struct rc_qnode *) next;

@@ -31,6 +31,16 @@
     X(counter, compressed_deliveries_total, "compressed messages queued to subscribers that negotiated permessage-deflate") \
     X(counter, frames_deflated_total, "frames that got a deflated variant")                                  \
     X(counter, sends_total, "SENDMSG operations completed")                                                 \
+    X(counter, redis_connects_total, "Redis links established (every socket of the link up)")             \
+    X(counter, redis_disconnects_total, "established Redis links lost")                                    \
+    X(counter, redis_connect_failures_total, "failed attempts to establish the Redis link")               \
+    X(counter, redis_messages_total, "messages received from Redis and published on this node")          \
+    X(counter, redis_dropped_total, "messages from Redis dropped: invalid UTF-8, bad channel or too large") \
+    X(counter, redis_published_total, "PUBLISH/SPUBLISH commands sent for HTTP publishes")              \
+    X(counter, redis_publish_rejected_total, "HTTP publishes refused because the Redis link was down")    \
+    X(counter, redis_publish_dropped_total, "PUBLISH commands lost to a failing link or refused by Redis") \
+    X(gauge, redis_up, "1 while the Redis link is established (only with --redis)")                       \
+    X(gauge, redis_channels, "Redis channels and patterns this node is subscribed to")                    \
     X(gauge, connections, "open connections")                                                               \
     X(gauge, ws_connections, "open WebSocket connections on /ws")                                           \
     X(gauge, subscriptions, "(connection, topic) subscriptions")                                            \

@@ -37,6 +37,7 @@ enum rc_op {
     RC_OP_WAKE,
     RC_OP_WINDOW, /* batch window timer (--batch-ms > 0) */
     RC_OP_DEMO,   /* demo feed timer */
+    RC_OP_REDIS,  /* the Redis link's sockets (shard 0): idx = socket << 3 | request kind */
 };
 
 static inline uint64_t rc_ud(enum rc_op op, uint32_t idx, uint32_t gen) {

@@ -6,6 +6,7 @@
  * the parser can never disagree. Main thread, start-up only.
  */
 #include "ringcast/config.h"
+#include "ringcast/redis.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -64,6 +65,8 @@ static const struct opt opts[] = {
     {"deflate", OPT_BOOL, F(deflate), 0, 1, "on|off: negotiate permessage-deflate (RFC 7692); each frame is compressed once for all its subscribers (default on)"},
     {"deflate-min-bytes", OPT_UINT, F(deflate_min_bytes), 0, 1u << 30, "messages smaller than this go out uncompressed (default 256)"},
     {"deflate-level", OPT_UINT, F(deflate_level), 0, 12, "compression level of the deflate library (default 1)"},
+    {"redis", OPT_STRING, F(redis), 0, 0, "redis://[[user]:password@]host[:port][/db]: nodes sharing this Redis deliver every publish once each (env REDIS_URL too; default: none, single node)"},
+    {"redis-sharded", OPT_BOOL, F(redis_sharded), 0, 1, "--redis names a Redis Cluster node: use sharded pub/sub (SSUBSCRIBE/SPUBLISH)"},
 };
 
 static void usage(FILE *f) {
@@ -240,6 +243,8 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
         snprintf(text, sizeof text, "0.0.0.0:%s", port);
         if (apply(cfg, &opts[0], text, "environment PORT") < 0) return -EINVAL;
     }
+    const char *redis_url = getenv("REDIS_URL"); /* the seeds' name; RINGCAST_REDIS and --redis win */
+    if (redis_url && *redis_url) cfg->redis = redis_url;
     for (size_t i = 0; i < RC_ARRAY_LEN(opts); i++) {
         char env[80] = "RINGCAST_";
         size_t k = strlen(env);
@@ -291,6 +296,22 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
         return -EINVAL;
     }
     if (cfg->max_headers > 100) cfg->max_headers = 100;
+    if (cfg->redis && !*cfg->redis) cfg->redis = NULL;
+    if (cfg->redis) {
+        struct rc_redis_url url;
+        char err[200];
+        if (rc_redis_url_parse(cfg->redis, &url, err, sizeof err) < 0) {
+            fprintf(stderr, "ringcast: --redis: %s\n", err);
+            return -EINVAL;
+        }
+        if (cfg->redis_sharded && url.db) {
+            fprintf(stderr, "ringcast: --redis-sharded: Redis Cluster has only database 0: drop /%u from the URL\n", url.db);
+            return -EINVAL;
+        }
+    } else if (cfg->redis_sharded) {
+        fprintf(stderr, "ringcast: --redis-sharded needs --redis URL (a cluster node)\n");
+        return -EINVAL;
+    }
     if (cfg->max_conns == 0) {
         struct rlimit rl;
         getrlimit(RLIMIT_NOFILE, &rl);

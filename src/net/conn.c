@@ -396,19 +396,31 @@ static void reply_subscribed(struct rc_shard *s, struct rc_conn *c) {
 
 static bool is_firehose(const char *name, size_t len) { return len == 1 && name[0] == '*'; }
 
+static bool wants_firehose(const struct rc_cmd *cmd) {
+    if (cmd->type == RC_CMD_SUBSCRIBE_ALL) return true;
+    if (cmd->type != RC_CMD_SUBSCRIBE) return false;
+    for (size_t i = 0; i < cmd->ntopics; i++)
+        if (is_firehose(cmd->topics[i].name, cmd->topics[i].len)) return true;
+    return false;
+}
+
 static int subscribe_one(struct rc_shard *s, struct rc_conn *c, const char *name, size_t len) {
     int r = rc_subset_add(&s->topics, &c->subs, c, name, len);
     if (r > 0) {
+        struct rc_topic *t = c->subs.items[c->subs.n - 1].topic;
         RC_METRIC_ADD(&s->metrics, subscriptions, 1);
         if (is_firehose(name, len)) c->flags |= RC_CF_FIREHOSE;
-        if (c->pmd_bits) rc_shard_pmd_interest(s, c->subs.items[c->subs.n - 1].topic, +1);
+        if (c->pmd_bits) rc_shard_pmd_interest(s, t, +1);
+        if (t->nsubs == 1) rc_shard_redis_interest(s, t, +1); /* this shard's first subscriber */
     }
     return r;
 }
 
 static void unsubscribe_one(struct rc_shard *s, struct rc_conn *c, const char *name, size_t len) {
     if (!rc_subset_has(&c->subs, name, len)) return;
-    if (c->pmd_bits) rc_shard_pmd_interest(s, rc_topic_find(&s->topics, name, len, rc_topic_hash(name, len)), -1);
+    struct rc_topic *t = rc_topic_find(&s->topics, name, len, rc_topic_hash(name, len));
+    if (c->pmd_bits) rc_shard_pmd_interest(s, t, -1);
+    if (t && t->nsubs == 1) rc_shard_redis_interest(s, t, -1); /* the last one leaves */
     rc_subset_remove(&s->topics, &c->subs, name, len);
     RC_METRIC_SUB(&s->metrics, subscriptions, 1);
     if (is_firehose(name, len)) c->flags &= ~RC_CF_FIREHOSE;
@@ -416,8 +428,11 @@ static void unsubscribe_one(struct rc_shard *s, struct rc_conn *c, const char *n
 
 /* Drops every subscription of c. */
 static void unsubscribe_all(struct rc_shard *s, struct rc_conn *c) {
-    if (c->pmd_bits)
-        for (uint32_t i = 0; i < c->subs.n; i++) rc_shard_pmd_interest(s, c->subs.items[i].topic, -1);
+    for (uint32_t i = 0; i < c->subs.n; i++) {
+        struct rc_topic *t = c->subs.items[i].topic;
+        if (c->pmd_bits) rc_shard_pmd_interest(s, t, -1);
+        if (t->nsubs == 1) rc_shard_redis_interest(s, t, -1);
+    }
     RC_METRIC_SUB(&s->metrics, subscriptions, c->subs.n);
     rc_subset_clear(&s->topics, &c->subs);
     c->flags &= ~RC_CF_FIREHOSE;
@@ -435,6 +450,11 @@ static void ws_client_message(struct rc_shard *s, struct rc_conn *c, uint8_t opc
     if (rc_proto_parse((const char *)p, n, limit, &cmd, err, sizeof err) < 0) {
         reply_error(s, c, err);
         return;
+    }
+    if (s->srv->redis && rc_redis_sharded(s->srv->redis) && wants_firehose(&cmd)) {
+        reply_error(s, c, "subscribe_all is not available with --redis-sharded: Redis sharded pub/sub has no "
+                          "patterns; subscribe to topics by name");
+        goto out;
     }
     switch (cmd.type) {
     case RC_CMD_SUBSCRIBE: {

@@ -159,13 +159,24 @@ struct publish_ctx {
 
 static int publish_item(void *arg, const struct rc_pub_item *it) {
     struct publish_ctx *x = arg;
+    if (x->s->srv->redis) return rc_shard_redis_publish(x->s, it->topic, it->topic_len, it->data, it->data_len, it->broadcast);
     return rc_shard_publish(x->s, it->topic, it->topic_len, it->data, it->data_len, it->broadcast);
+}
+
+/* With --redis, a publish goes through Redis: refused (503) while the link
+ * is down, so a 2xx always means every node will get it. */
+static bool redis_refuses(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req) {
+    if (!s->srv->redis || atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed)) return false;
+    RC_METRIC_ADD(&s->metrics, redis_publish_rejected_total, 1);
+    rc_http_respond_error(s, c, 503, "redis unavailable: nothing was published", "Retry-After: 1\r\n", req->keep_alive);
+    return true;
 }
 
 static void route_publish(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                           const uint8_t *body, size_t body_len) {
     char err[160];
     struct publish_ctx x = {s};
+    if (redis_refuses(s, c, req)) return;
     ssize_t n = rc_publish_parse((const char *)body, body_len, RC_PUBLISH_MAX_ITEMS, publish_item, &x, err, sizeof err);
     if (n == -ENOMEM) {
         rc_http_respond_error(s, c, 503, "out of memory: not all messages were published", NULL, req->keep_alive);
@@ -185,6 +196,7 @@ static void route_publish(struct rc_shard *s, struct rc_conn *c, const struct rc
 static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                           const uint8_t *body, size_t body_len) {
     char when[32];
+    if (redis_refuses(s, c, req)) return;
     rc_iso8601_now(when);
     const char *message = "test";
     cJSON *root = NULL;
@@ -209,12 +221,15 @@ static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc
     cJSON_AddStringToObject(out, "message", message);
     cJSON_AddStringToObject(out, "timestamp", when);
     char *text = cJSON_PrintUnformatted(out);
-    int ret = text ? rc_shard_publish(s, NULL, 0, text, strlen(text), true) : -ENOMEM;
+    int ret = !text                ? -ENOMEM
+              : s->srv->redis ? rc_shard_redis_publish(s, NULL, 0, text, strlen(text), true)
+                              : rc_shard_publish(s, NULL, 0, text, strlen(text), true);
     free(text);
     cJSON_Delete(out);
     cJSON_Delete(root);
     if (ret < 0) {
-        rc_http_respond_error(s, c, 503, "out of memory", NULL, req->keep_alive);
+        rc_http_respond_error(s, c, 503, ret == -EAGAIN ? "redis unavailable: nothing was published" : "out of memory",
+                              NULL, req->keep_alive);
         return;
     }
     char resp[160];
@@ -303,6 +318,8 @@ void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_r
         if (!is_get(req)) goto not_allowed;
         if (atomic_load_explicit(&s->srv->draining, memory_order_relaxed))
             respond_json(s, c, 503, "{\"ready\":false,\"reason\":\"draining\"}", req);
+        else if (s->srv->redis && !atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed))
+            respond_json(s, c, 503, "{\"ready\":false,\"reason\":\"redis unavailable\"}", req);
         else
             respond_json(s, c, 200, "{\"ready\":true}", req);
         return;

@@ -151,6 +151,27 @@ void rc_shard_pmd_interest(struct rc_shard *s, struct rc_topic *t, int delta) {
         RC_WARN("out of memory telling shard %u about compressing subscribers of %s", owner, t->name);
 }
 
+void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int delta) {
+    struct rc_redis *r = s->srv->redis;
+    if (!r || !t) return;
+    if (s->id == 0) {
+        rc_redis_interest(r, t->name, t->len, delta);
+        return;
+    }
+    uint8_t flag = delta > 0 ? RC_PUB_REDIS_INTEREST_ADD : RC_PUB_REDIS_INTEREST_DEL;
+    if (rc_msg_add_pub(&s->out_pub[0], t->hash, t->name, t->len, NULL, 0, flag) < 0)
+        RC_WARN("out of memory telling the Redis link about subscribers of %s", t->name);
+}
+
+int rc_shard_redis_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
+                           bool broadcast) {
+    if (!atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed)) return -EAGAIN;
+    if (broadcast) topic = "", topic_len = 0;
+    if (s->id == 0) return rc_redis_publish(s->srv->redis, topic, topic_len, data, len, broadcast) == -ENOMEM ? -ENOMEM : 0;
+    return rc_msg_add_pub(&s->out_pub[0], 0, topic, topic_len, data, len,
+                          RC_PUB_REDIS_PUBLISH | (broadcast ? RC_FRAME_BROADCAST : 0));
+}
+
 int rc_shard_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
                      bool broadcast) {
     if (broadcast) topic = "", topic_len = 0; /* one internal topic: broadcasts keep their order */
@@ -277,6 +298,11 @@ static void handle_msg(struct rc_shard *s, struct rc_msg *m) {
             const char *topic = (const char *)(r + 1);
             if (r->flags & (RC_PUB_DEFLATE_INTEREST_ADD | RC_PUB_DEFLATE_INTEREST_DEL))
                 owner_interest(s, topic, r->topic_len, r->hash, (r->flags & RC_PUB_DEFLATE_INTEREST_ADD) ? 1 : -1);
+            else if (r->flags & (RC_PUB_REDIS_INTEREST_ADD | RC_PUB_REDIS_INTEREST_DEL))
+                rc_redis_interest(s->srv->redis, topic, r->topic_len, (r->flags & RC_PUB_REDIS_INTEREST_ADD) ? 1 : -1);
+            else if (r->flags & RC_PUB_REDIS_PUBLISH)
+                rc_redis_publish(s->srv->redis, topic, r->topic_len, topic + r->topic_len, r->data_len,
+                                 r->flags & RC_FRAME_BROADCAST); /* a refusal is counted there */
             else if (owner_append(s, topic, r->topic_len, r->hash, topic + r->topic_len, r->data_len, r->flags) < 0)
                 RC_WARN("out of memory: a message for %.*s was dropped", (int)r->topic_len, topic);
             off += rc_pub_rec_size(r->topic_len, r->data_len);
@@ -431,6 +457,7 @@ static void on_tick(struct rc_shard *s) {
         s->next_sweep_ms = s->now_ms + (uint64_t)s->cfg->idle_sweep_s * 1000;
         idle_sweep(s);
     }
+    if (s->id == 0 && s->srv->redis) rc_redis_tick(s->srv->redis);
     if (s->draining && s->now_ms >= s->drain_deadline_ms && (s->nconns || !s->drain_closed)) {
         s->drain_closed = true;
         RC_WARN("drain budget spent: closing %u connections", s->nconns);
@@ -539,6 +566,9 @@ static void on_cqe(struct rc_shard *s, const struct io_uring_cqe *cqe) {
         on_demo_tick(s);
         if (!(cqe->flags & IORING_CQE_F_MORE) && !s->draining) arm_demo(s);
         break;
+    case RC_OP_REDIS:
+        if (s->srv->redis) rc_redis_on_cqe(s->srv->redis, cqe);
+        break;
     case RC_OP_NONE:
         break;
     }
@@ -579,6 +609,7 @@ static int shard_setup(struct rc_shard *s) {
     arm_accept(s);
     arm_wake(s);
     arm_timer(s, true);
+    if (s->id == 0 && s->srv->redis) rc_redis_start(s->srv->redis, s);
     io_uring_submit(&s->ring);
     return 0;
 }
@@ -622,6 +653,7 @@ static void shard_teardown(struct rc_shard *s) {
     s->deflater = NULL;
     s->inflater = NULL;
     s->deflate_scratch = s->inflate_buf = NULL;
+    if (s->id == 0 && s->srv->redis) rc_redis_stop(s->srv->redis);
     rc_demo_destroy(&s->demo);
     free(s->demo_owned);
     free(s->demo_buf);
@@ -653,6 +685,7 @@ static void *shard_main(void *arg) {
     for (;;) {
         if (!s->cfg->batch_ms) flush_window(s); /* --batch-ms 0: the window is one loop pass */
         flush_outboxes(s);
+        if (s->id == 0 && s->srv->redis) rc_redis_flush(s->srv->redis);
         /* Flush: one SENDMSG per connection with queued bytes. */
         while (s->dirty) {
             struct rc_conn *c = s->dirty;
@@ -726,11 +759,22 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         free(srv);
         return NULL;
     }
+    if (cfg->redis) {
+        char err[200];
+        srv->redis = rc_redis_create(srv, cfg->redis, cfg->redis_sharded, err, sizeof err);
+        if (!srv->redis) {
+            RC_ERROR("--redis: %s", err);
+            free(srv->conflate);
+            free(srv);
+            return NULL;
+        }
+    }
     /* Each shard's metrics block sits on its own cache line (other shards
      * read it for /metrics): the array needs that alignment too. */
     srv->shards = aligned_alloc(_Alignof(struct rc_shard), srv->nshards * sizeof *srv->shards);
     if (srv->shards) memset(srv->shards, 0, srv->nshards * sizeof *srv->shards);
     if (!srv->shards) {
+        rc_redis_destroy(srv->redis);
         free(srv);
         return NULL;
     }
@@ -846,6 +890,7 @@ void rc_server_destroy(struct rc_server *srv) {
         rc_view_pool_destroy(&srv->shards[i].views);
         rc_topic_table_destroy(&srv->shards[i].topics);
     }
+    rc_redis_destroy(srv->redis);
     for (char **p = srv->conflate; p && *p; p++) free(*p);
     free(srv->conflate);
     free(srv->shards);

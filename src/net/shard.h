@@ -192,7 +192,24 @@ struct rc_server {
     atomic_uint pmd_firehose; /* firehose subscribers that negotiated compression, all shards */
     atomic_uint pmd_ws;       /* /ws connections that negotiated compression, all shards */
     atomic_uint drain_flushed; /* shards that flushed their window and outboxes for a drain */
+    struct rc_redis *redis;    /* --redis: the link, run by shard 0; NULL without Redis */
+    atomic_bool redis_up;      /* the link is established: publishes may go through it */
 };
+
+/* redis_link.c: the Redis link (see the top of that file). Main thread:
+ * create/destroy; everything else on shard 0. */
+struct rc_redis;
+struct rc_redis *rc_redis_create(struct rc_server *srv, const char *url, bool sharded, char *err, size_t errcap);
+void rc_redis_destroy(struct rc_redis *r);
+void rc_redis_start(struct rc_redis *r, struct rc_shard *s0);
+void rc_redis_stop(struct rc_redis *r);
+void rc_redis_on_cqe(struct rc_redis *r, const struct io_uring_cqe *cqe);
+void rc_redis_flush(struct rc_redis *r);
+void rc_redis_tick(struct rc_redis *r);
+void rc_redis_interest(struct rc_redis *r, const char *topic, size_t len, int delta);
+/* -EAGAIN while the link is down, -ENOBUFS when Redis is not keeping up. */
+int rc_redis_publish(struct rc_redis *r, const char *topic, size_t len, const void *data, size_t dlen, bool broadcast);
+bool rc_redis_sharded(const struct rc_redis *r);
 
 /* conn.c */
 struct rc_conn *rc_conn_open(struct rc_shard *s, int fd);
@@ -224,6 +241,15 @@ void rc_shard_pmd_interest(struct rc_shard *s, struct rc_topic *t, int delta);
  * Returns 0 or -ENOMEM. */
 int rc_shard_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
                      bool broadcast);
+
+/* shard.c, with --redis: this shard gained its first (+1) or lost its last
+ * (-1) subscriber of topic t ("*" = the firehose): shard 0's link follows. */
+void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int delta);
+
+/* shard.c, with --redis: publishes through Redis (shard 0 sends the
+ * PUBLISH). Returns 0, -EAGAIN when the link is down, -ENOMEM. */
+int rc_shard_redis_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
+                           bool broadcast);
 
 /* dashboard.c: the page GET / serves. */
 extern const char rc_dashboard_html[];

@@ -1,0 +1,1011 @@
+/*
+ * redis_link.c — the Redis link: Pub/Sub ingest and publish-through-Redis,
+ * run on shard 0's io_uring.
+ *
+ * Place in the data flow: a message on channel ringcast:<T> becomes a
+ * publish of <T> from shard 0 (rc_shard_publish: to T's owner shard, which
+ * builds T's frame as for any other publish); with --redis, HTTP publishes
+ * on any shard come here (inbox records) and leave as PUBLISH, so every node
+ * — this one included — delivers them once, from its subscription.
+ *
+ * Sockets: our own, driven by the ring (CONNECT with a linked timeout, one
+ * RECV and at most one SEND in flight per socket); hiredis is only the RESP
+ * formatter and reader (redisFormatCommandArgv, redisReader*). Nothing here
+ * blocks shard 0: a host name is resolved by a small resolver thread, never
+ * on the shard.
+ *
+ *   single Redis:  node 0 ── SUB socket (SUBSCRIBE/PSUBSCRIBE, in subscribe mode)
+ *                         └─ PUB socket (PUBLISH, AUTH, SELECT, PING)
+ *   --redis-sharded: a CTRL socket reads CLUSTER SLOTS from a seed, then
+ *                  every master gets its SUB (SSUBSCRIBE) and PUB (SPUBLISH)
+ *                  socket; a channel goes to the master owning its slot.
+ *
+ * Interest: each shard tells shard 0 when it gains its first / loses its
+ * last subscriber of a topic (RC_PUB_REDIS_INTEREST_*); the link counts
+ * shards per channel, SUBSCRIBEs on 0→1 and UNSUBSCRIBEs on 1→0. The
+ * firehose ("*") maps to PSUBSCRIBE ringcast:*. The broadcast channel
+ * "ringcast:" is always subscribed.
+ *
+ * Exactly once with a pattern and channels on one socket: Redis sends a
+ * PUBLISH to this socket once per matching channel subscription and once
+ * per matching pattern, in stream order with the (p)subscribe
+ * confirmations. So while the pattern is active (between its psubscribe and
+ * punsubscribe confirmations, as seen in the stream) only `pmessage`s are
+ * delivered, otherwise only `message`s: every PUBLISH is taken once.
+ *
+ * Publish after subscribe: PUB sockets hold their bytes while a subscribe is
+ * unconfirmed, so a message published through this node after a client's
+ * subscribe was acknowledged is never published before the node listens.
+ *
+ * Faults: any socket error, protocol error, timeout or topology change
+ * closes every socket of the link (in-flight PUBLISHes are dropped and
+ * counted) and retries after 100 ms doubling to 1 s, with jitter; a new
+ * link re-subscribes every wanted channel. Readiness (srv->redis_up) and
+ * the redis_* metrics follow.
+ *
+ * Thread: shard 0's, except rc_redis_create/destroy (main thread) and the
+ * resolver thread (only the resolved-address slot, under a mutex that
+ * shard 0 only ever try-locks).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "shard.h"
+#include "ringcast/proto.h"
+#include "ringcast/redis.h"
+#include "ringcast/util.h"
+#include "ringcast/ws.h"
+
+#define RL_MAX_NODES 64
+#define RL_CTRL (2 * RL_MAX_NODES) /* index of the cluster discovery socket */
+#define RL_NCONNS (2 * RL_MAX_NODES + 1)
+#define RL_RBUF 65536
+#define RL_CONNECT_TIMEOUT_MS 2000
+#define RL_SETUP_TIMEOUT_MS 5000 /* connect + AUTH/SELECT/CLUSTER SLOTS */
+#define RL_PING_IDLE_MS 5000     /* a silent socket gets a PING … */
+#define RL_PING_TIMEOUT_MS 5000  /* … and is dead without a reply this long */
+#define RL_BACKOFF_MIN_MS 100
+#define RL_BACKOFF_MAX_MS 1000
+#define RL_SEND_MAX (1u << 20)
+#define RL_OUT_MAX (64u << 20) /* pending PUBLISH bytes per socket before publishes are refused */
+
+enum rl_role { RL_SUB = 0, RL_PUB = 1, RL_CTL = 2 };
+enum rl_kind { RK_CONNECT = 1, RK_LTIMEOUT, RK_RECV, RK_SEND, RK_CANCEL };
+enum rl_state { L_IDLE, L_DISCOVER, L_CONNECTING, L_UP };
+
+struct rl_conn {
+    int fd;
+    bool open;      /* fd is ours (maybe shut down, waiting for completions) */
+    bool connected; /* CONNECT completed */
+    bool ready;     /* handshake replies all in */
+    bool sending;
+    bool recv_armed;
+    bool ping_out;
+    uint8_t role;
+    uint16_t node;
+    uint32_t gen;
+    uint32_t inflight;
+    uint32_t hs_pending; /* handshake replies still expected */
+    redisReader *reader;
+    char *rbuf;
+    struct rc_rbuf out;
+    size_t publishes; /* PUBLISH commands in out not yet answered (dropped on failure) */
+    uint64_t last_rx_ms, ping_ms;
+    struct __kernel_timespec cto;
+};
+
+struct rl_node {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char text[72];
+};
+
+struct rl_chan {
+    struct rl_chan *next;
+    uint64_t hash;
+    uint32_t want; /* shards with local subscribers */
+    bool sent;     /* (S)SUBSCRIBE sent on the current link */
+    uint16_t len;
+    char name[]; /* the topic (channel minus the prefix) */
+};
+
+struct rc_redis {
+    struct rc_server *srv;
+    struct rc_shard *s; /* shard 0, set by rc_redis_start */
+    struct rc_redis_url url;
+    bool sharded;
+    char where[300]; /* host:port for logs */
+
+    /* the seed address: fixed for an IP literal, else from the resolver */
+    bool literal;
+    struct sockaddr_storage seed;
+    socklen_t seedlen;
+    pthread_t resolver;
+    bool resolver_started;
+    atomic_bool resolver_stop;
+    pthread_mutex_t mu;
+    struct sockaddr_storage resolved;
+    socklen_t resolved_len;
+    char resolve_err[160];
+
+    enum rl_state state;
+    bool ever_up;
+    uint64_t retry_at_ms, backoff_ms, setup_deadline_ms;
+    unsigned attempts; /* failed attempts since the last success, for logs and seed rotation */
+    uint64_t rng;
+
+    struct rl_node nodes[RL_MAX_NODES];
+    unsigned nnodes;
+    struct rl_node known[RL_MAX_NODES]; /* cluster: masters seen last time, discovery seeds */
+    unsigned nknown;
+    uint8_t *slot_node; /* cluster: 16384 entries */
+
+    struct rl_conn conns[RL_NCONNS];
+    bool dirty;
+
+    struct rl_chan **buckets;
+    unsigned nbuckets, nchans;
+    uint32_t pattern_want;
+    bool pattern_sent, pattern_active;
+    uint32_t unconfirmed; /* subscribe confirmations outstanding */
+};
+
+/* ---- small helpers ---- */
+
+static struct rc_metrics *M(struct rc_redis *r) { return &r->s->metrics; }
+
+static uint64_t rng_next(struct rc_redis *r) {
+    uint64_t x = r->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return r->rng = x;
+}
+
+static void addr_text(const struct sockaddr_storage *ss, char *out, size_t cap) {
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+        snprintf(out, cap, "%s:%u", ip, port);
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+        snprintf(out, cap, "[%s]:%u", ip, port);
+    }
+}
+
+/* An IP literal + port → sockaddr. Returns false for names. */
+static bool literal_addr(const char *host, unsigned port, struct sockaddr_storage *ss, socklen_t *len) {
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *len = sizeof *a4;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *a6;
+        return true;
+    }
+    return false;
+}
+
+/* ---- the resolver thread (host names only) ---- */
+
+static void *resolver_main(void *arg) {
+    struct rc_redis *r = arg;
+    while (!atomic_load(&r->resolver_stop)) {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+        char port[8];
+        snprintf(port, sizeof port, "%u", r->url.port);
+        int rc = getaddrinfo(r->url.host, port, &hints, &res);
+        pthread_mutex_lock(&r->mu);
+        if (rc == 0 && res) {
+            memcpy(&r->resolved, res->ai_addr, res->ai_addrlen);
+            r->resolved_len = res->ai_addrlen;
+            r->resolve_err[0] = 0;
+        } else {
+            snprintf(r->resolve_err, sizeof r->resolve_err, "%s", gai_strerror(rc));
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (res) freeaddrinfo(res);
+        /* Re-resolve now and then: a Service's address may move. */
+        for (int i = 0; i < (rc == 0 ? 100 : 10) && !atomic_load(&r->resolver_stop); i++) {
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+/* ---- channels ---- */
+
+static struct rl_chan *chan_find(struct rc_redis *r, const char *name, size_t len, uint64_t hash) {
+    for (struct rl_chan *c = r->buckets[hash & (r->nbuckets - 1)]; c; c = c->next)
+        if (c->hash == hash && c->len == len && !memcmp(c->name, name, len)) return c;
+    return NULL;
+}
+
+static int chan_grow(struct rc_redis *r) {
+    unsigned n = r->nbuckets * 2;
+    struct rl_chan **b = calloc(n, sizeof *b);
+    if (!b) return -ENOMEM;
+    for (unsigned i = 0; i < r->nbuckets; i++)
+        for (struct rl_chan *c = r->buckets[i], *next; c; c = next) {
+            next = c->next;
+            c->next = b[c->hash & (n - 1)];
+            b[c->hash & (n - 1)] = c;
+        }
+    free(r->buckets);
+    r->buckets = b;
+    r->nbuckets = n;
+    return 0;
+}
+
+static struct rl_chan *chan_add(struct rc_redis *r, const char *name, size_t len, uint64_t hash) {
+    if (r->nchans >= r->nbuckets && chan_grow(r) < 0) return NULL;
+    struct rl_chan *c = calloc(1, sizeof *c + len + 1);
+    if (!c) return NULL;
+    c->hash = hash;
+    c->len = (uint16_t)len;
+    memcpy(c->name, name, len);
+    c->next = r->buckets[hash & (r->nbuckets - 1)];
+    r->buckets[hash & (r->nbuckets - 1)] = c;
+    r->nchans++;
+    return c;
+}
+
+static void chan_del(struct rc_redis *r, struct rl_chan *c) {
+    struct rl_chan **p = &r->buckets[c->hash & (r->nbuckets - 1)];
+    while (*p != c) p = &(*p)->next;
+    *p = c->next;
+    r->nchans--;
+    free(c);
+}
+
+/* ---- sockets ---- */
+
+static uint64_t ud(struct rl_conn *c, struct rc_redis *r, enum rl_kind k) {
+    uint32_t idx = (uint32_t)((c - r->conns) << 3) | (uint32_t)k;
+    return rc_ud(RC_OP_REDIS, idx, c->gen);
+}
+
+static void arm_recv(struct rc_redis *r, struct rl_conn *c) {
+    struct io_uring_sqe *sqe = rc_ring_sqe(&r->s->ring);
+    io_uring_prep_recv(sqe, c->fd, c->rbuf, RL_RBUF, 0);
+    io_uring_sqe_set_data64(sqe, ud(c, r, RK_RECV));
+    c->inflight++;
+    c->recv_armed = true;
+}
+
+static bool conn_open(struct rc_redis *r, struct rl_conn *c, const struct rl_node *n, enum rl_role role,
+                      unsigned node) {
+    int fd = socket(n->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        RC_WARN("redis: socket: %s", strerror(errno));
+        return false;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    if (!c->rbuf && !(c->rbuf = malloc(RL_RBUF))) {
+        close(fd);
+        return false;
+    }
+    c->reader = redisReaderCreate();
+    if (!c->reader) {
+        close(fd);
+        return false;
+    }
+    c->fd = fd;
+    c->open = true;
+    c->connected = c->ready = c->sending = c->recv_armed = c->ping_out = false;
+    c->role = (uint8_t)role;
+    c->node = (uint16_t)node;
+    c->hs_pending = 0;
+    c->publishes = 0;
+    c->gen = (c->gen + 1) & 0xffffff;
+    rc_rbuf_reset(&c->out);
+    c->cto.tv_sec = RL_CONNECT_TIMEOUT_MS / 1000;
+    c->cto.tv_nsec = (long)(RL_CONNECT_TIMEOUT_MS % 1000) * 1000000L;
+    struct io_uring_sqe *sqe = rc_ring_sqe(&r->s->ring);
+    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&n->addr, n->addrlen);
+    io_uring_sqe_set_data64(sqe, ud(c, r, RK_CONNECT));
+    sqe->flags |= IOSQE_IO_LINK;
+    sqe = rc_ring_sqe(&r->s->ring);
+    io_uring_prep_link_timeout(sqe, &c->cto, 0);
+    io_uring_sqe_set_data64(sqe, ud(c, r, RK_LTIMEOUT));
+    c->inflight += 2;
+    return true;
+}
+
+/* Stops using c: its requests end (shutdown makes a pending recv return),
+ * the fd is closed when the last one has completed. */
+static void conn_close(struct rc_redis *r, struct rl_conn *c) {
+    if (!c->open) return;
+    if (c->inflight) { /* a pending CONNECT or RECV ends now, not at its timeout */
+        struct io_uring_sqe *sqe = rc_ring_sqe(&r->s->ring);
+        io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(sqe, ud(c, r, RK_CANCEL));
+        c->inflight++;
+    }
+    c->gen = (c->gen + 1) & 0xffffff; /* completions of the old socket are ignored */
+    c->connected = c->ready = c->sending = c->recv_armed = false;
+    if (c->reader) redisReaderFree(c->reader);
+    c->reader = NULL;
+    rc_rbuf_reset(&c->out);
+    shutdown(c->fd, SHUT_RDWR);
+    if (c->inflight == 0) {
+        close(c->fd);
+        c->open = false;
+    }
+}
+
+static bool link_quiet(struct rc_redis *r) {
+    for (unsigned i = 0; i < RL_NCONNS; i++)
+        if (r->conns[i].open) return false;
+    return true;
+}
+
+/* ---- link state ---- */
+
+static void set_up(struct rc_redis *r, bool up) {
+    atomic_store_explicit(&r->srv->redis_up, up, memory_order_relaxed);
+    atomic_store_explicit(&M(r)->redis_up, up ? 1 : 0, memory_order_relaxed);
+}
+
+static void count_channels(struct rc_redis *r) {
+    uint64_t n = 0;
+    if (r->state == L_UP) {
+        for (unsigned i = 0; i < r->nbuckets; i++)
+            for (struct rl_chan *c = r->buckets[i]; c; c = c->next) n += c->sent;
+        n += r->pattern_sent;
+    }
+    atomic_store_explicit(&M(r)->redis_channels, n, memory_order_relaxed);
+}
+
+static void link_fail(struct rc_redis *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void link_fail(struct rc_redis *r, const char *fmt, ...) {
+    char why[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    size_t lost = 0;
+    for (unsigned i = 0; i < RL_NCONNS; i++) {
+        lost += r->conns[i].publishes;
+        r->conns[i].publishes = 0;
+        conn_close(r, &r->conns[i]);
+    }
+    r->backoff_ms = r->backoff_ms ? RC_MIN(r->backoff_ms * 2, (uint64_t)RL_BACKOFF_MAX_MS) : RL_BACKOFF_MIN_MS;
+    uint64_t delay = r->backoff_ms / 2 + rng_next(r) % (r->backoff_ms / 2 + 1); /* jitter: [b/2, b] */
+    r->retry_at_ms = r->s->now_ms + delay;
+    if (r->state == L_UP) {
+        RC_METRIC_ADD(M(r), redis_disconnects_total, 1);
+        RC_WARN("redis: connection to %s lost: %s; %zu unanswered publishes dropped; reconnecting in %llu ms",
+                r->where, why, lost, (unsigned long long)delay);
+    } else {
+        RC_METRIC_ADD(M(r), redis_connect_failures_total, 1);
+        if (r->attempts < 3 || r->attempts % 50 == 0) /* a long outage logs now and then, not 10 times a second */
+            RC_WARN("redis: cannot connect to %s: %s; retrying in %llu ms (attempt %u)", r->where, why,
+                    (unsigned long long)delay, r->attempts + 1);
+    }
+    if (lost) RC_METRIC_ADD(M(r), redis_publish_dropped_total, lost);
+    r->attempts++;
+    r->state = L_IDLE;
+    set_up(r, false);
+    r->pattern_sent = r->pattern_active = false;
+    r->unconfirmed = 0;
+    for (unsigned i = 0; i < r->nbuckets; i++)
+        for (struct rl_chan *c = r->buckets[i]; c; c = c->next) c->sent = false;
+    count_channels(r);
+}
+
+static struct rl_conn *sub_conn_for(struct rc_redis *r, const char *name, size_t len) {
+    unsigned node = 0;
+    if (r->sharded) {
+        char ch[RC_REDIS_PREFIX_LEN + RC_TOPIC_MAX_LEN + 1];
+        memcpy(ch, RC_REDIS_PREFIX, RC_REDIS_PREFIX_LEN);
+        memcpy(ch + RC_REDIS_PREFIX_LEN, name, len);
+        node = r->slot_node[rc_redis_slot(ch, RC_REDIS_PREFIX_LEN + len)];
+    }
+    return &r->conns[2 * node + RL_SUB];
+}
+
+static void send_sub(struct rc_redis *r, struct rl_chan *ch, bool subscribe) {
+    struct rl_conn *c = sub_conn_for(r, ch->name, ch->len);
+    const char *verb = r->sharded ? (subscribe ? "SSUBSCRIBE" : "SUNSUBSCRIBE") : (subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE");
+    if (rc_rbuf_channel_command(&c->out, verb, ch->name, ch->len) < 0) {
+        link_fail(r, "out of memory queueing %s", verb);
+        return;
+    }
+    ch->sent = subscribe;
+    if (subscribe) r->unconfirmed++;
+    r->dirty = true;
+}
+
+static void send_pattern(struct rc_redis *r, bool subscribe) {
+    const char *argv[2] = {subscribe ? "PSUBSCRIBE" : "PUNSUBSCRIBE", RC_REDIS_PATTERN};
+    size_t lens[2] = {strlen(argv[0]), strlen(argv[1])};
+    if (rc_rbuf_command(&r->conns[RL_SUB].out, 2, argv, lens) < 0) {
+        link_fail(r, "out of memory queueing %s", argv[0]);
+        return;
+    }
+    r->pattern_sent = subscribe;
+    if (subscribe) r->unconfirmed++;
+    r->dirty = true;
+}
+
+/* Every socket finished its handshake: subscribe to everything wanted. */
+static void link_up(struct rc_redis *r) {
+    r->state = L_UP;
+    r->backoff_ms = 0;
+    r->attempts = 0;
+    r->ever_up = true;
+    RC_METRIC_ADD(M(r), redis_connects_total, 1);
+    set_up(r, true);
+    struct rl_chan *bc = chan_find(r, "", 0, rc_topic_hash("", 0));
+    if (bc) send_sub(r, bc, true);
+    for (unsigned i = 0; i < r->nbuckets && r->state == L_UP; i++)
+        for (struct rl_chan *c = r->buckets[i]; c && r->state == L_UP; c = c->next)
+            if (c->want && !c->sent) send_sub(r, c, true);
+    if (r->pattern_want && !r->sharded && r->state == L_UP) send_pattern(r, true);
+    count_channels(r);
+    RC_INFO("redis: connected to %s%s (%u channel%s%s)", r->where, r->sharded ? " (cluster, sharded pub/sub)" : "",
+            r->nchans, r->nchans == 1 ? "" : "s", r->pattern_sent ? " and the firehose pattern" : "");
+}
+
+static void handshake(struct rc_redis *r, struct rl_conn *c) {
+    int ret = 0;
+    if (r->url.has_password) {
+        const char *argv[3] = {"AUTH", r->url.user, r->url.password};
+        size_t lens[3] = {4, strlen(r->url.user), strlen(r->url.password)};
+        ret |= *r->url.user ? rc_rbuf_command(&c->out, 3, argv, lens)
+                            : rc_rbuf_command(&c->out, 2, (const char *[]){"AUTH", r->url.password},
+                                              (size_t[]){4, lens[2]});
+        c->hs_pending++;
+    }
+    if (r->url.db && c->role != RL_CTL) {
+        char db[16];
+        snprintf(db, sizeof db, "%u", r->url.db);
+        ret |= rc_rbuf_command(&c->out, 2, (const char *[]){"SELECT", db}, (size_t[]){6, strlen(db)});
+        c->hs_pending++;
+    }
+    if (c->role == RL_CTL) {
+        ret |= rc_rbuf_command(&c->out, 2, (const char *[]){"CLUSTER", "SLOTS"}, (size_t[]){7, 5});
+        c->hs_pending++;
+    }
+    if (ret < 0) {
+        link_fail(r, "out of memory");
+        return;
+    }
+    r->dirty = true;
+    if (c->hs_pending == 0) c->ready = true;
+}
+
+static bool all_ready(struct rc_redis *r) {
+    for (unsigned n = 0; n < r->nnodes; n++)
+        if (!r->conns[2 * n].ready || !r->conns[2 * n + 1].ready) return false;
+    return true;
+}
+
+/* Opens the SUB and PUB sockets of every node in r->nodes. */
+static void open_nodes(struct rc_redis *r) {
+    r->state = L_CONNECTING;
+    for (unsigned n = 0; n < r->nnodes; n++)
+        if (!conn_open(r, &r->conns[2 * n + RL_SUB], &r->nodes[n], RL_SUB, n) ||
+            !conn_open(r, &r->conns[2 * n + RL_PUB], &r->nodes[n], RL_PUB, n)) {
+            link_fail(r, "cannot open a socket");
+            return;
+        }
+}
+
+static bool seed_addr(struct rc_redis *r, struct rl_node *out) {
+    if (r->literal) {
+        out->addr = r->seed;
+        out->addrlen = r->seedlen;
+    } else {
+        if (pthread_mutex_trylock(&r->mu) != 0) return false;
+        bool ok = r->resolved_len > 0;
+        if (ok) {
+            out->addr = r->resolved;
+            out->addrlen = r->resolved_len;
+        } else if (r->resolve_err[0] && (r->attempts < 3 || r->attempts % 50 == 0)) {
+            RC_WARN("redis: cannot resolve %s: %s", r->url.host, r->resolve_err);
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (!ok) return false;
+    }
+    addr_text(&out->addr, out->text, sizeof out->text);
+    return true;
+}
+
+static void attempt(struct rc_redis *r) {
+    struct rl_node seed;
+    if (!seed_addr(r, &seed)) {
+        r->retry_at_ms = r->s->now_ms + RL_BACKOFF_MIN_MS; /* the resolver has no answer yet */
+        r->attempts++;
+        return;
+    }
+    r->setup_deadline_ms = r->s->now_ms + RL_SETUP_TIMEOUT_MS;
+    if (!r->sharded) {
+        r->nodes[0] = seed;
+        r->nnodes = 1;
+        open_nodes(r);
+        return;
+    }
+    /* Cluster: read the topology from the seed, or from a master known
+     * from last time when the seed does not answer. */
+    struct rl_node *from = &seed;
+    if (r->nknown && r->attempts % 2 == 1) from = &r->known[(r->attempts / 2) % r->nknown];
+    r->state = L_DISCOVER;
+    if (!conn_open(r, &r->conns[RL_CTRL], from, RL_CTL, 0)) link_fail(r, "cannot open a socket");
+}
+
+/* ---- replies ---- */
+
+static bool is_str(const redisReply *x) { return x && (x->type == REDIS_REPLY_STRING || x->type == REDIS_REPLY_STATUS); }
+
+static bool str_eq(const redisReply *x, const char *s) {
+    return is_str(x) && x->len == strlen(s) && !strncasecmp(x->str, s, x->len);
+}
+
+/* A message from Redis: validate and publish it on this node. */
+static void ingest(struct rc_redis *r, const redisReply *ch, const redisReply *payload) {
+    if (!is_str(ch) || !is_str(payload) || ch->len < RC_REDIS_PREFIX_LEN ||
+        memcmp(ch->str, RC_REDIS_PREFIX, RC_REDIS_PREFIX_LEN) != 0) {
+        RC_METRIC_ADD(M(r), redis_dropped_total, 1);
+        return;
+    }
+    const char *topic = ch->str + RC_REDIS_PREFIX_LEN;
+    size_t tlen = ch->len - RC_REDIS_PREFIX_LEN;
+    bool broadcast = tlen == 0;
+    const char *why = NULL;
+    if (!broadcast && !rc_topic_name_valid(topic, tlen))
+        why = "invalid topic name";
+    else if (payload->len > r->s->cfg->max_message_bytes)
+        why = "larger than --max-message-bytes";
+    else if (rc_utf8_validate(RC_UTF8_ACCEPT, (const uint8_t *)payload->str, payload->len) != RC_UTF8_ACCEPT)
+        why = "not valid UTF-8 (text frames must be)";
+    if (why) {
+        RC_METRIC_ADD(M(r), redis_dropped_total, 1);
+        RC_DEBUG("redis: message on %.*s dropped: %s", (int)RC_MIN(ch->len, (size_t)200), ch->str, why);
+        return;
+    }
+    if (rc_shard_publish(r->s, topic, tlen, payload->str, payload->len, broadcast) < 0) {
+        RC_METRIC_ADD(M(r), redis_dropped_total, 1);
+        RC_WARN("redis: out of memory: a message on %.*s was dropped", (int)RC_MIN(ch->len, (size_t)200), ch->str);
+        return;
+    }
+    RC_METRIC_ADD(M(r), redis_messages_total, 1);
+}
+
+static void confirmed(struct rc_redis *r) {
+    if (r->unconfirmed) r->unconfirmed--;
+    if (!r->unconfirmed) r->dirty = true; /* held publishes may go */
+}
+
+/* CLUSTER SLOTS: [[start, end, [ip, port, id], replicas…], …] */
+static bool read_slots(struct rc_redis *r, const redisReply *x, const struct rl_node *from) {
+    if (x->type != REDIS_REPLY_ARRAY || x->elements == 0) return false;
+    memset(r->slot_node, 0xff, 16384);
+    r->nnodes = 0;
+    for (size_t i = 0; i < x->elements; i++) {
+        const redisReply *e = x->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY ||
+            e->element[2]->elements < 2 || !is_str(e->element[2]->element[0]) ||
+            e->element[2]->element[1]->type != REDIS_REPLY_INTEGER)
+            return false;
+        long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+        if (lo < 0 || hi > 16383 || lo > hi) return false;
+        const redisReply *ip = e->element[2]->element[0];
+        char host[INET6_ADDRSTRLEN + 1];
+        unsigned port = (unsigned)e->element[2]->element[1]->integer;
+        struct rl_node n = {0};
+        if (ip->len == 0 || ip->len >= sizeof host) { /* "" means: the address we asked */
+            n.addr = from->addr;
+            n.addrlen = from->addrlen;
+            if (n.addr.ss_family == AF_INET)
+                ((struct sockaddr_in *)&n.addr)->sin_port = htons((uint16_t)port);
+            else
+                ((struct sockaddr_in6 *)&n.addr)->sin6_port = htons((uint16_t)port);
+        } else {
+            memcpy(host, ip->str, ip->len);
+            host[ip->len] = 0;
+            if (!literal_addr(host, port, &n.addr, &n.addrlen)) {
+                RC_WARN("redis: cluster node %s is not an IP address: not supported", host);
+                return false;
+            }
+        }
+        addr_text(&n.addr, n.text, sizeof n.text);
+        unsigned k = 0;
+        while (k < r->nnodes && strcmp(r->nodes[k].text, n.text)) k++;
+        if (k == r->nnodes) {
+            if (r->nnodes == RL_MAX_NODES) return false;
+            r->nodes[r->nnodes++] = n;
+        }
+        for (long long s = lo; s <= hi; s++) r->slot_node[s] = (uint8_t)k;
+    }
+    for (unsigned s = 0; s < 16384; s++)
+        if (r->slot_node[s] == 0xff) {
+            RC_WARN("redis: cluster slot %u has no master", s);
+            return false;
+        }
+    memcpy(r->known, r->nodes, r->nnodes * sizeof *r->nodes);
+    r->nknown = r->nnodes;
+    return true;
+}
+
+static void on_reply(struct rc_redis *r, struct rl_conn *c, redisReply *x) {
+    if (c->hs_pending) { /* AUTH, SELECT, CLUSTER SLOTS, in that order */
+        c->hs_pending--;
+        if (x->type == REDIS_REPLY_ERROR) {
+            link_fail(r, "%.*s", (int)RC_MIN(x->len, (size_t)200), x->str);
+            return;
+        }
+        if (c->role == RL_CTL && c->hs_pending == 0) {
+            struct rl_node from = {0}; /* the CTRL socket's peer */
+            socklen_t len = sizeof from.addr;
+            getpeername(c->fd, (struct sockaddr *)&from.addr, &len);
+            from.addrlen = len;
+            if (!read_slots(r, x, &from)) {
+                link_fail(r, "unexpected CLUSTER SLOTS reply (is this a cluster with every slot served?)");
+                return;
+            }
+            conn_close(r, c);
+            open_nodes(r);
+            return;
+        }
+        if (c->hs_pending == 0) {
+            c->ready = true;
+            if (r->state == L_CONNECTING && all_ready(r)) link_up(r);
+        }
+        return;
+    }
+    if (c->role == RL_PUB) {
+        if (x->type == REDIS_REPLY_ERROR) {
+            bool moved = x->len >= 5 && (!strncmp(x->str, "MOVED", 5) || !strncmp(x->str, "ASK ", 4));
+            if (c->publishes) c->publishes--;
+            RC_METRIC_ADD(M(r), redis_publish_dropped_total, 1);
+            if (moved) {
+                link_fail(r, "cluster topology changed (%.*s)", (int)RC_MIN(x->len, (size_t)100), x->str);
+                return;
+            }
+            RC_WARN("redis: publish refused: %.*s", (int)RC_MIN(x->len, (size_t)200), x->str);
+        } else if (x->type == REDIS_REPLY_INTEGER) {
+            if (c->publishes) c->publishes--;
+        }
+        return; /* +PONG */
+    }
+    /* SUB: push messages and (un)subscribe confirmations */
+    if (x->type == REDIS_REPLY_ERROR) {
+        link_fail(r, "subscription refused: %.*s", (int)RC_MIN(x->len, (size_t)200), x->str);
+        return;
+    }
+    if (x->type != REDIS_REPLY_ARRAY || x->elements < 2 || !is_str(x->element[0])) {
+        if (x->type == REDIS_REPLY_STATUS) return; /* +PONG before any subscription */
+        link_fail(r, "unexpected reply on the subscriber socket");
+        return;
+    }
+    const redisReply *kind = x->element[0];
+    if (str_eq(kind, "message") && x->elements == 3) {
+        if (!r->pattern_active) ingest(r, x->element[1], x->element[2]);
+    } else if (str_eq(kind, "pmessage") && x->elements == 4) {
+        if (r->pattern_active) ingest(r, x->element[2], x->element[3]);
+    } else if (str_eq(kind, "smessage") && x->elements == 3) {
+        ingest(r, x->element[1], x->element[2]);
+    } else if (str_eq(kind, "subscribe") || str_eq(kind, "ssubscribe")) {
+        confirmed(r);
+    } else if (str_eq(kind, "psubscribe")) {
+        r->pattern_active = true;
+        confirmed(r);
+    } else if (str_eq(kind, "punsubscribe")) {
+        r->pattern_active = false;
+    } else if (str_eq(kind, "sunsubscribe")) {
+        /* Either our SUNSUBSCRIBE, or Redis telling us the slot moved away
+         * from this master: then the channel is still wanted and sent. */
+        const redisReply *ch = x->element[1];
+        if (is_str(ch) && ch->len >= RC_REDIS_PREFIX_LEN) {
+            const char *t = ch->str + RC_REDIS_PREFIX_LEN;
+            size_t tl = ch->len - RC_REDIS_PREFIX_LEN;
+            struct rl_chan *e = chan_find(r, t, tl, rc_topic_hash(t, tl));
+            if (e && e->sent) {
+                link_fail(r, "cluster slot of %.*s moved", (int)RC_MIN(ch->len, (size_t)200), ch->str);
+                return;
+            }
+        }
+    } else if (!str_eq(kind, "unsubscribe") && !str_eq(kind, "pong")) {
+        link_fail(r, "unexpected %.*s on the subscriber socket", (int)RC_MIN(kind->len, (size_t)40), kind->str);
+    }
+}
+
+/* ---- completions ---- */
+
+void rc_redis_on_cqe(struct rc_redis *r, const struct io_uring_cqe *cqe) {
+    uint32_t idx = rc_ud_idx(cqe->user_data);
+    unsigned i = idx >> 3;
+    enum rl_kind kind = (enum rl_kind)(idx & 7);
+    if (i >= RL_NCONNS) return;
+    struct rl_conn *c = &r->conns[i];
+    if (c->inflight) c->inflight--;
+    bool current = c->open && c->gen == rc_ud_gen(cqe->user_data) && c->reader;
+    if (!current) {
+        if (c->open && c->inflight == 0 && !c->reader) { /* closed: the last completion frees the fd */
+            close(c->fd);
+            c->open = false;
+        }
+        return;
+    }
+    int res = cqe->res;
+    switch (kind) {
+    case RK_LTIMEOUT:
+    case RK_CANCEL:
+        return;
+    case RK_CONNECT:
+        if (res < 0) {
+            link_fail(r, "connect to %s: %s", r->nodes[c->node].text,
+                      res == -ECANCELED ? "timed out" : strerror(-res));
+            return;
+        }
+        c->connected = true;
+        c->last_rx_ms = r->s->now_ms;
+        arm_recv(r, c);
+        handshake(r, c);
+        if (c->ready && r->state == L_CONNECTING && all_ready(r)) link_up(r);
+        return;
+    case RK_RECV: {
+        c->recv_armed = false;
+        if (res <= 0) {
+            link_fail(r, "%s", res == 0 ? "closed by the server" : strerror(-res));
+            return;
+        }
+        c->last_rx_ms = r->s->now_ms;
+        c->ping_out = false;
+        if (redisReaderFeed(c->reader, c->rbuf, (size_t)res) != REDIS_OK) {
+            link_fail(r, "reader: %s", c->reader->errstr);
+            return;
+        }
+        uint32_t gen = c->gen;
+        for (;;) {
+            void *reply = NULL;
+            if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+                link_fail(r, "protocol error: %s", c->reader->errstr);
+                return;
+            }
+            if (!reply) break;
+            on_reply(r, c, reply);
+            freeReplyObject(reply);
+            if (c->gen != gen || !c->reader) return; /* the link failed or this socket was retired */
+        }
+        arm_recv(r, c);
+        return;
+    }
+    case RK_SEND:
+        c->sending = false;
+        if (res < 0) {
+            link_fail(r, "send: %s", strerror(-res));
+            return;
+        }
+        rc_rbuf_consume(&c->out, (size_t)res);
+        if (rc_rbuf_pending(&c->out)) r->dirty = true;
+        return;
+    }
+}
+
+/* Queues one SEND per socket with pending bytes (end of a loop pass). */
+void rc_redis_flush(struct rc_redis *r) {
+    if (!r->dirty) return;
+    r->dirty = false;
+    for (unsigned i = 0; i < RL_NCONNS; i++) {
+        struct rl_conn *c = &r->conns[i];
+        if (!c->connected || c->sending || !rc_rbuf_pending(&c->out)) continue;
+        /* A publish waits for every subscribe sent before it (see top). */
+        if (c->role == RL_PUB && c->ready && r->unconfirmed) continue;
+        size_t n = RC_MIN(rc_rbuf_pending(&c->out), (size_t)RL_SEND_MAX);
+        struct io_uring_sqe *sqe = rc_ring_sqe(&r->s->ring);
+        io_uring_prep_send(sqe, c->fd, c->out.data + c->out.head, n, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, ud(c, r, RK_SEND));
+        c->inflight++;
+        c->sending = true;
+    }
+}
+
+void rc_redis_tick(struct rc_redis *r) {
+    uint64_t now = r->s->now_ms;
+    if (r->state == L_IDLE) {
+        if (now >= r->retry_at_ms && link_quiet(r) && !r->s->draining) attempt(r);
+        return;
+    }
+    if (r->state != L_UP) {
+        if (now >= r->setup_deadline_ms) link_fail(r, "no answer within %d ms", RL_SETUP_TIMEOUT_MS);
+        return;
+    }
+    for (unsigned i = 0; i < 2 * r->nnodes; i++) {
+        struct rl_conn *c = &r->conns[i];
+        if (!c->ready) continue;
+        if (c->ping_out && now - c->ping_ms > RL_PING_TIMEOUT_MS) {
+            link_fail(r, "no reply to PING from %s in %d ms", r->nodes[c->node].text, RL_PING_TIMEOUT_MS);
+            return;
+        }
+        if (!c->ping_out && now - c->last_rx_ms > RL_PING_IDLE_MS) {
+            if (rc_rbuf_command(&c->out, 1, (const char *[]){"PING"}, (size_t[]){4}) == 0) {
+                c->ping_out = true;
+                c->ping_ms = now;
+                r->dirty = true;
+            }
+        }
+    }
+}
+
+/* ---- what the shards ask for ---- */
+
+void rc_redis_interest(struct rc_redis *r, const char *name, size_t len, int delta) {
+    if (len == 1 && name[0] == '*') {
+        if (r->sharded) return; /* refused at subscribe time: sharded pub/sub has no patterns */
+        if (delta < 0 && !r->pattern_want) return;
+        r->pattern_want += (uint32_t)delta;
+        if (r->state == L_UP && (r->pattern_want > 0) != r->pattern_sent) send_pattern(r, r->pattern_want > 0);
+        count_channels(r);
+        return;
+    }
+    uint64_t hash = rc_topic_hash(name, len);
+    struct rl_chan *c = chan_find(r, name, len, hash);
+    if (delta > 0) {
+        if (!c && !(c = chan_add(r, name, len, hash))) {
+            RC_WARN("redis: out of memory: not subscribing %.*s", (int)len, name);
+            return;
+        }
+        c->want++;
+        if (r->state == L_UP && !c->sent) send_sub(r, c, true);
+    } else {
+        if (!c || !c->want) return;
+        if (--c->want) return;
+        if (r->state == L_UP && c->sent) send_sub(r, c, false);
+        chan_del(r, c);
+    }
+    count_channels(r);
+}
+
+int rc_redis_publish(struct rc_redis *r, const char *topic, size_t len, const void *data, size_t dlen, bool broadcast) {
+    if (r->state != L_UP) {
+        RC_METRIC_ADD(M(r), redis_publish_rejected_total, 1);
+        return -EAGAIN;
+    }
+    if (broadcast) len = 0;
+    unsigned node = 0;
+    char stack[RC_REDIS_PREFIX_LEN + RC_TOPIC_MAX_LEN + 1];
+    memcpy(stack, RC_REDIS_PREFIX, RC_REDIS_PREFIX_LEN);
+    memcpy(stack + RC_REDIS_PREFIX_LEN, topic, len);
+    if (r->sharded) node = r->slot_node[rc_redis_slot(stack, RC_REDIS_PREFIX_LEN + len)];
+    struct rl_conn *c = &r->conns[2 * node + RL_PUB];
+    if (rc_rbuf_pending(&c->out) > RL_OUT_MAX) {
+        RC_METRIC_ADD(M(r), redis_publish_rejected_total, 1);
+        return -ENOBUFS;
+    }
+    const char *argv[3] = {r->sharded ? "SPUBLISH" : "PUBLISH", stack, data};
+    size_t lens[3] = {r->sharded ? 8u : 7u, RC_REDIS_PREFIX_LEN + len, dlen};
+    if (rc_rbuf_command(&c->out, 3, argv, lens) < 0) return -ENOMEM;
+    c->publishes++;
+    r->dirty = true;
+    RC_METRIC_ADD(M(r), redis_published_total, 1);
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+struct rc_redis *rc_redis_create(struct rc_server *srv, const char *url, bool sharded, char *err, size_t errcap) {
+    struct rc_redis *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    if (rc_redis_url_parse(url, &r->url, err, errcap) < 0) {
+        free(r);
+        return NULL;
+    }
+    if (sharded && r->url.db) {
+        snprintf(err, errcap, "Redis Cluster has only database 0: drop /%u from the URL", r->url.db);
+        free(r);
+        return NULL;
+    }
+    r->srv = srv;
+    r->sharded = sharded;
+    r->rng = (uint64_t)rc_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    bool v6 = strchr(r->url.host, ':') != NULL;
+    snprintf(r->where, sizeof r->where, v6 ? "[%s]:%u" : "%s:%u", r->url.host, r->url.port);
+    r->nbuckets = 64;
+    r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
+    r->slot_node = sharded ? calloc(16384, 1) : NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    if (!r->buckets || (sharded && !r->slot_node)) {
+        rc_redis_destroy(r);
+        snprintf(err, errcap, "out of memory");
+        return NULL;
+    }
+    /* The broadcast channel is always wanted. */
+    struct rl_chan *bc = chan_add(r, "", 0, rc_topic_hash("", 0));
+    if (!bc) {
+        rc_redis_destroy(r);
+        snprintf(err, errcap, "out of memory");
+        return NULL;
+    }
+    bc->want = 1;
+    for (unsigned i = 0; i < RL_NCONNS; i++) r->conns[i].fd = -1;
+    r->literal = literal_addr(r->url.host, r->url.port, &r->seed, &r->seedlen);
+    if (!r->literal) {
+        if (pthread_create(&r->resolver, NULL, resolver_main, r) != 0) {
+            rc_redis_destroy(r);
+            snprintf(err, errcap, "cannot start the resolver thread");
+            return NULL;
+        }
+        r->resolver_started = true;
+    }
+    return r;
+}
+
+void rc_redis_start(struct rc_redis *r, struct rc_shard *s) {
+    r->s = s;
+    r->state = L_IDLE;
+    r->retry_at_ms = 0;
+    set_up(r, false);
+    attempt(r);
+}
+
+void rc_redis_stop(struct rc_redis *r) {
+    if (!r->s) return;
+    for (unsigned i = 0; i < RL_NCONNS; i++) {
+        struct rl_conn *c = &r->conns[i];
+        if (c->reader) redisReaderFree(c->reader);
+        c->reader = NULL;
+        if (c->open) close(c->fd);
+        c->open = false;
+        rc_rbuf_free(&c->out);
+        free(c->rbuf);
+        c->rbuf = NULL;
+    }
+    set_up(r, false);
+}
+
+void rc_redis_destroy(struct rc_redis *r) {
+    if (!r) return;
+    if (r->resolver_started) {
+        atomic_store(&r->resolver_stop, true);
+        pthread_join(r->resolver, NULL);
+    }
+    for (unsigned i = 0; i < RL_NCONNS; i++) {
+        if (r->conns[i].reader) redisReaderFree(r->conns[i].reader);
+        rc_rbuf_free(&r->conns[i].out);
+        free(r->conns[i].rbuf);
+    }
+    for (unsigned i = 0; r->buckets && i < r->nbuckets; i++)
+        for (struct rl_chan *c = r->buckets[i], *next; c; c = next) {
+            next = c->next;
+            free(c);
+        }
+    free(r->buckets);
+    free(r->slot_node);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+bool rc_redis_sharded(const struct rc_redis *r) { return r->sharded; }
