@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rc_test.h"
 #include "ringcast/config.h"
@@ -77,5 +78,37 @@ int main(void) {
     CHECK_EQ(ss.ss_family, AF_INET);
     CHECK_EQ(rc_parse_listen_addr("1.2.3.4:70000", &ss, &len), -EINVAL);
     CHECK_EQ(rc_parse_listen_addr("1.2.3.4", &ss, &len), -EINVAL);
+
+    /* Redis: REDIS_URL (the seeds' name), RINGCAST_REDIS and --redis, in
+     * rising precedence; a bad URL or a sharded link without one is refused
+     * at start-up. */
+    unsetenv("RINGCAST_REDIS");
+    unsetenv("REDIS_URL");
+    CHECK_EQ(parse(&cfg, 1, a0), 0);
+    CHECK(cfg.redis == NULL);
+    setenv("REDIS_URL", "redis://127.0.0.1:6379", 1);
+    CHECK_EQ(parse(&cfg, 1, a0), 0);
+    CHECK(cfg.redis && !strcmp(cfg.redis, "redis://127.0.0.1:6379"));
+    setenv("RINGCAST_REDIS", "redis://10.0.0.1:7000/2", 1);
+    CHECK_EQ(parse(&cfg, 1, a0), 0);
+    CHECK(!strcmp(cfg.redis, "redis://10.0.0.1:7000/2"));
+    const char *r1[] = {"ringcast", "--redis", "redis://:pw@h:1"};
+    CHECK_EQ(parse(&cfg, 3, r1), 0);
+    CHECK(!strcmp(cfg.redis, "redis://:pw@h:1"));
+    CHECK(!cfg.redis_sharded);
+    unsetenv("RINGCAST_REDIS");
+    unsetenv("REDIS_URL");
+    const char *r2[] = {"ringcast", "--redis", "127.0.0.1:6379"};
+    CHECK_EQ(parse(&cfg, 3, r2), -EINVAL);
+    const char *r3[] = {"ringcast", "--redis-sharded"};
+    CHECK_EQ(parse(&cfg, 2, r3), -EINVAL);
+    const char *r4[] = {"ringcast", "--redis-sharded", "--redis", "redis://h:7000/1"};
+    CHECK_EQ(parse(&cfg, 4, r4), -EINVAL);
+    const char *r5[] = {"ringcast", "--redis-sharded", "--redis", "redis://h:7000"};
+    CHECK_EQ(parse(&cfg, 4, r5), 0);
+    CHECK(cfg.redis_sharded);
+    const char *r6[] = {"ringcast", "--redis", ""}; /* empty: single node */
+    CHECK_EQ(parse(&cfg, 3, r6), 0);
+    CHECK(cfg.redis == NULL);
     RC_TEST_MAIN_END("config");
 }
