@@ -37,8 +37,13 @@
     X(counter, redis_messages_total, "messages received from Redis and published on this node")          \
     X(counter, redis_dropped_total, "messages from Redis dropped: invalid UTF-8, bad channel or too large") \
     X(counter, redis_published_total, "PUBLISH/SPUBLISH commands sent for HTTP publishes")              \
-    X(counter, redis_publish_rejected_total, "HTTP publishes refused because the Redis link was down")    \
+    X(counter, redis_publish_rejected_total, "HTTP publish items (and /ws/test broadcasts) refused because the Redis link was down")    \
     X(counter, redis_publish_dropped_total, "PUBLISH commands lost to a failing link or refused by Redis") \
+    X(counter, tls_handshakes_total, "TLS handshakes completed")                                           \
+    X(counter, tls_handshake_failures_total, "TLS handshakes that failed (bad input, alerts, no common cipher)") \
+    X(counter, tls_handshake_timeouts_total, "TLS clients closed for not finishing the handshake in --tls-handshake-timeout-ms") \
+    X(counter, tls_plain_http_total, "plain HTTP requests on the TLS port (answered 400 in clear)")        \
+    X(gauge, tls_connections, "open connections on the TLS listener")                                     \
     X(gauge, redis_up, "1 while the Redis link is established (only with --redis)")                       \
     X(gauge, redis_channels, "Redis channels and patterns this node is subscribed to")                    \
     X(gauge, connections, "open connections")                                                               \

@@ -142,6 +142,7 @@ struct rc_redis {
     char resolve_err[160];
 
     enum rl_state state;
+    bool established; /* Redis confirmed a subscription on this link: it works (AUTH included) */
     bool ever_up;
     uint64_t retry_at_ms, backoff_ms, setup_deadline_ms;
     unsigned attempts; /* failed attempts since the last success, for logs and seed rotation */
@@ -402,7 +403,7 @@ static void link_fail(struct rc_redis *r, const char *fmt, ...) {
     r->backoff_ms = r->backoff_ms ? RC_MIN(r->backoff_ms * 2, (uint64_t)RL_BACKOFF_MAX_MS) : RL_BACKOFF_MIN_MS;
     uint64_t delay = r->backoff_ms / 2 + rng_next(r) % (r->backoff_ms / 2 + 1); /* jitter: [b/2, b] */
     r->retry_at_ms = r->s->now_ms + delay;
-    if (r->state == L_UP) {
+    if (r->established) {
         RC_METRIC_ADD(M(r), redis_disconnects_total, 1);
         RC_WARN("redis: connection to %s lost: %s; %zu unanswered publishes dropped; reconnecting in %llu ms",
                 r->where, why, lost, (unsigned long long)delay);
@@ -415,6 +416,7 @@ static void link_fail(struct rc_redis *r, const char *fmt, ...) {
     if (lost) RC_METRIC_ADD(M(r), redis_publish_dropped_total, lost);
     r->attempts++;
     r->state = L_IDLE;
+    r->established = false;
     set_up(r, false);
     r->pattern_sent = r->pattern_active = false;
     r->unconfirmed = 0;
@@ -458,14 +460,13 @@ static void send_pattern(struct rc_redis *r, bool subscribe) {
     r->dirty = true;
 }
 
-/* Every socket finished its handshake: subscribe to everything wanted. */
+/* Every socket finished its handshake: subscribe to everything wanted.
+ * The link counts as established at the first confirmation (see
+ * confirmed()): a Redis that wants a password we did not send accepts the
+ * connection and refuses the SUBSCRIBE, and that must back off like any
+ * other failure. */
 static void link_up(struct rc_redis *r) {
     r->state = L_UP;
-    r->backoff_ms = 0;
-    r->attempts = 0;
-    r->ever_up = true;
-    RC_METRIC_ADD(M(r), redis_connects_total, 1);
-    set_up(r, true);
     struct rl_chan *bc = chan_find(r, "", 0, rc_topic_hash("", 0));
     if (bc) send_sub(r, bc, true);
     for (unsigned i = 0; i < r->nbuckets && r->state == L_UP; i++)
@@ -473,6 +474,15 @@ static void link_up(struct rc_redis *r) {
             if (c->want && !c->sent) send_sub(r, c, true);
     if (r->pattern_want && !r->sharded && r->state == L_UP) send_pattern(r, true);
     count_channels(r);
+}
+
+static void established(struct rc_redis *r) {
+    r->established = true;
+    r->backoff_ms = 0;
+    r->attempts = 0;
+    r->ever_up = true;
+    RC_METRIC_ADD(M(r), redis_connects_total, 1);
+    set_up(r, true);
     RC_INFO("redis: connected to %s%s (%u channel%s%s)", r->where, r->sharded ? " (cluster, sharded pub/sub)" : "",
             r->nchans, r->nchans == 1 ? "" : "s", r->pattern_sent ? " and the firehose pattern" : "");
 }
@@ -603,6 +613,7 @@ static void ingest(struct rc_redis *r, const redisReply *ch, const redisReply *p
 }
 
 static void confirmed(struct rc_redis *r) {
+    if (!r->established) established(r);
     if (r->unconfirmed) r->unconfirmed--;
     if (!r->unconfirmed) r->dirty = true; /* held publishes may go */
 }
@@ -839,7 +850,7 @@ void rc_redis_tick(struct rc_redis *r) {
         if (now >= r->retry_at_ms && link_quiet(r) && !r->s->draining) attempt(r);
         return;
     }
-    if (r->state != L_UP) {
+    if (!r->established) {
         if (now >= r->setup_deadline_ms) link_fail(r, "no answer within %d ms", RL_SETUP_TIMEOUT_MS);
         return;
     }
@@ -890,7 +901,7 @@ void rc_redis_interest(struct rc_redis *r, const char *name, size_t len, int del
 }
 
 int rc_redis_publish(struct rc_redis *r, const char *topic, size_t len, const void *data, size_t dlen, bool broadcast) {
-    if (r->state != L_UP) {
+    if (!r->established) {
         RC_METRIC_ADD(M(r), redis_publish_rejected_total, 1);
         return -EAGAIN;
     }
