@@ -23,6 +23,7 @@ const system_libs = [_][]const u8{
     "libdeflate", // src/ws/deflate.c: permessage-deflate, levels 4-12
     "zlib", // src/ws/deflate.c: inflate of clients' messages
     "hiredis", // src/ingest/redis.c, src/net/redis_link.c: RESP formatter and reader only
+    "wolfssl", // src/net/tls.c: wss:// and https:// through custom I/O callbacks
     // pkg-config:end
 };
 

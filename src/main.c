@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     struct rc_server *srv = rc_server_create(&cfg);
-    if (!srv) rc_die("out of memory creating the server");
+    if (!srv) return 2; /* the reason is logged (bad certificate, out of memory) */
     ret = rc_server_start(srv);
     if (ret < 0) {
         rc_server_destroy(srv);
@@ -57,7 +57,8 @@ int main(int argc, char **argv) {
             RC_INFO("%s: draining (up to %us)", sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_s);
             break;
         }
-        /* SIGHUP (certificate reload) and SIGPIPE: nothing to do yet. */
+        if (sig == SIGHUP) rc_server_reload_tls(srv); /* certificate and key; connections stay */
+        /* SIGPIPE: nothing to do (sends use MSG_NOSIGNAL). */
     }
     rc_server_stop(srv);
     rc_server_wait(srv);

@@ -53,6 +53,14 @@ struct rc_config {
     unsigned deflate_min_bytes;  /* --deflate-min-bytes, default 256 */
     unsigned deflate_level;      /* --deflate-level, default 1 */
 
+    /* TLS: a second listener (wss://, https://); same layout as listen_* */
+    struct sockaddr_storage tls_listen_addr; /* --tls-listen ADDR:PORT */
+    socklen_t tls_listen_addr_len;           /* 0 = no TLS listener */
+    char tls_listen_text[96];
+    const char *tls_cert;                    /* --tls-cert PEM (chain: leaf first) */
+    const char *tls_key;                     /* --tls-key PEM */
+    unsigned tls_handshake_timeout_ms;       /* --tls-handshake-timeout-ms, default 10000 */
+
     /* Redis */
     const char *redis;           /* --redis URL (also REDIS_URL); NULL = single node */
     bool redis_sharded;          /* --redis-sharded: Redis Cluster SSUBSCRIBE/SPUBLISH */

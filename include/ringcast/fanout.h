@@ -117,6 +117,7 @@ void rc_view_pool_destroy(struct rc_view_pool *pool);
 enum rc_msg_kind {
     RC_MSG_PUBLISH = 1, /* publish records for topics the receiver owns */
     RC_MSG_FRAMES,      /* frames for the receiver's subscribers */
+    RC_MSG_TLS_CTX,     /* main thread, SIGHUP: a new TLS context (one reference) in data */
 };
 
 /* rc_pub_rec.flags besides RC_FRAME_BROADCAST: not a message but a change

@@ -12,7 +12,8 @@
 
 struct rc_server;
 
-/* Allocates the server and its shards (not started). NULL when out of memory. */
+/* Allocates the server and its shards (not started). NULL when out of
+ * memory or when the TLS certificate or key cannot be loaded (logged). */
 struct rc_server *rc_server_create(const struct rc_config *cfg);
 
 /* Starts every shard thread and waits until each is listening. Returns 0,
@@ -25,6 +26,11 @@ int rc_server_start(struct rc_server *srv);
  * connections are gone or the drain budget (--drain-s) is spent.
  * Safe to call more than once. */
 void rc_server_stop(struct rc_server *srv);
+
+/* Main thread, on SIGHUP: re-reads --tls-cert/--tls-key; new handshakes
+ * use them, open connections keep theirs. Returns 0, or -EINVAL (logged;
+ * the current certificate stays). */
+int rc_server_reload_tls(struct rc_server *srv);
 
 /* Joins every shard thread. Returns 0 when all exited cleanly. */
 int rc_server_wait(struct rc_server *srv);

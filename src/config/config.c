@@ -65,6 +65,10 @@ static const struct opt opts[] = {
     {"deflate", OPT_BOOL, F(deflate), 0, 1, "on|off: negotiate permessage-deflate (RFC 7692); each frame is compressed once for all its subscribers (default on)"},
     {"deflate-min-bytes", OPT_UINT, F(deflate_min_bytes), 0, 1u << 30, "messages smaller than this go out uncompressed (default 256)"},
     {"deflate-level", OPT_UINT, F(deflate_level), 0, 12, "compression level of the deflate library (default 1)"},
+    {"tls-listen", OPT_LISTEN, F(tls_listen_addr), 0, 0, "ADDR:PORT of a TLS listener (wss://, https://) beside the plain one; needs --tls-cert and --tls-key (default: none)"},
+    {"tls-cert", OPT_STRING, F(tls_cert), 0, 0, "PEM certificate for --tls-listen, or a chain file (leaf first); re-read on SIGHUP"},
+    {"tls-key", OPT_STRING, F(tls_key), 0, 0, "PEM private key of --tls-cert; re-read on SIGHUP"},
+    {"tls-handshake-timeout-ms", OPT_UINT, F(tls_handshake_timeout_ms), 100, 600000, "close TLS clients that have not finished their handshake in this time (default 10000)"},
     {"redis", OPT_STRING, F(redis), 0, 0, "redis://[[user]:password@]host[:port][/db]: nodes sharing this Redis deliver every publish once each (env REDIS_URL too; default: none, single node)"},
     {"redis-sharded", OPT_BOOL, F(redis_sharded), 0, 1, "--redis names a Redis Cluster node: use sharded pub/sub (SSUBSCRIBE/SPUBLISH)"},
 };
@@ -179,13 +183,19 @@ static int apply(struct rc_config *cfg, const struct opt *o, const char *val, co
             *(unsigned *)field = (unsigned)v;
         return 0;
     }
-    case OPT_LISTEN:
-        if (rc_parse_listen_addr(val, &cfg->listen_addr, &cfg->listen_addr_len) < 0) {
-            fprintf(stderr, "ringcast: %s: --listen wants ADDR:PORT with a numeric address (e.g. 127.0.0.1:8080 or [::]:8080), got \"%s\"\n", source, val);
+    case OPT_LISTEN: {
+        /* field is listen_addr or tls_listen_addr; the length and the text
+         * follow it in the same layout */
+        socklen_t *len = (socklen_t *)(field + (offsetof(struct rc_config, listen_addr_len) -
+                                                offsetof(struct rc_config, listen_addr)));
+        char *text = field + (offsetof(struct rc_config, listen_text) - offsetof(struct rc_config, listen_addr));
+        if (rc_parse_listen_addr(val, (struct sockaddr_storage *)field, len) < 0) {
+            fprintf(stderr, "ringcast: %s: --%s wants ADDR:PORT with a numeric address (e.g. 127.0.0.1:8080 or [::]:8080), got \"%s\"\n", source, o->name, val);
             return -EINVAL;
         }
-        snprintf(cfg->listen_text, sizeof cfg->listen_text, "%s", val);
+        snprintf(text, sizeof cfg->listen_text, "%s", val);
         return 0;
+    }
     case OPT_STRING:
         *(const char **)field = val;
         return 0;
@@ -232,6 +242,7 @@ static void defaults(struct rc_config *cfg) {
     cfg->recv_buf_count = 1024;
     cfg->recv_buf_size = 16384;
     cfg->log_level = RC_LOG_INFO;
+    cfg->tls_handshake_timeout_ms = 10000;
 }
 
 int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
@@ -296,6 +307,16 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
         return -EINVAL;
     }
     if (cfg->max_headers > 100) cfg->max_headers = 100;
+    if (cfg->tls_cert && !*cfg->tls_cert) cfg->tls_cert = NULL;
+    if (cfg->tls_key && !*cfg->tls_key) cfg->tls_key = NULL;
+    if (cfg->tls_listen_addr_len && (!cfg->tls_cert || !cfg->tls_key)) {
+        fprintf(stderr, "ringcast: --tls-listen needs --tls-cert FILE and --tls-key FILE (PEM)\n");
+        return -EINVAL;
+    }
+    if (!cfg->tls_listen_addr_len && (cfg->tls_cert || cfg->tls_key)) {
+        fprintf(stderr, "ringcast: --tls-cert/--tls-key given without --tls-listen ADDR:PORT\n");
+        return -EINVAL;
+    }
     if (cfg->redis && !*cfg->redis) cfg->redis = NULL;
     if (cfg->redis) {
         struct rc_redis_url url;

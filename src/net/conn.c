@@ -54,10 +54,14 @@ void rc_conn_set_deadline(struct rc_shard *s, struct rc_conn *c, uint64_t deadli
 
 /* ---- allocation ---- */
 
-struct rc_conn *rc_conn_open(struct rc_shard *s, int fd) {
+struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls) {
     if (s->nfree == 0) return NULL;
     struct rc_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    if (tls && rc_tls_conn_init(s, c) < 0) {
+        free(c);
+        return NULL;
+    }
     uint32_t idx = s->free_slots[--s->nfree];
     c->fd = fd;
     c->idx = idx;
@@ -68,9 +72,14 @@ struct rc_conn *rc_conn_open(struct rc_shard *s, int fd) {
     c->last_rx_s = s->clock_s;
     RC_METRIC_ADD(&s->metrics, connections_accepted_total, 1);
     RC_METRIC_ADD(&s->metrics, connections, 1);
-    rc_conn_set_deadline(s, c, s->now_ms + s->cfg->request_timeout_ms);
+    /* A TLS client first has --tls-handshake-timeout-ms for its handshake. */
+    rc_conn_set_deadline(s, c, s->now_ms + (tls ? s->cfg->tls_handshake_timeout_ms : s->cfg->request_timeout_ms));
     rc_conn_arm_recv(s, c);
     return c;
+}
+
+bool rc_conn_output_pending(const struct rc_conn *c) {
+    return (c->flags & RC_CF_SENDING) || !rc_sendq_empty(&c->sq) || rc_tls_out_pending(c);
 }
 
 static void conn_free(struct rc_shard *s, struct rc_conn *c) {
@@ -92,6 +101,7 @@ static void conn_free(struct rc_shard *s, struct rc_conn *c) {
         c->sctx->next_free = s->free_sctx;
         s->free_sctx = c->sctx;
     }
+    rc_tls_conn_free(s, c);
     free(c->carry);
     free(c->msg_buf);
     close(c->fd);
@@ -145,6 +155,10 @@ int rc_conn_queue(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b) {
 
 void rc_conn_flush(struct rc_shard *s, struct rc_conn *c) {
     c->flags &= ~RC_CF_DIRTY;
+    if (c->tls) { /* encrypt from the queue, send ciphertext */
+        if (c->state != RC_CONN_DEAD && !(c->flags & RC_CF_SENDING)) rc_tls_flush(s, c);
+        return;
+    }
     if (c->state == RC_CONN_DEAD || (c->flags & RC_CF_SENDING) || rc_sendq_empty(&c->sq)) return;
     if (c->sq.count == 1) {
         /* One buffer (the common case between bursts): a plain SEND, no
@@ -182,6 +196,8 @@ void rc_conn_flush(struct rc_shard *s, struct rc_conn *c) {
 
 /* The queue drained with RC_CF_END_AFTER_SEND set: finish the connection. */
 static void end_after_send(struct rc_shard *s, struct rc_conn *c) {
+    /* TLS: our close_notify goes out before the TCP side closes. */
+    if (c->tls && !(c->flags & RC_CF_PEER_EOF) && rc_tls_close_notify(s, c)) return;
     if ((c->flags & (RC_CF_CLOSE_RCVD | RC_CF_PEER_EOF))) {
         /* The close handshake is complete (or the peer is gone): the server
          * closes the TCP connection first, as RFC 6455 §7.1.1 asks. */
@@ -211,10 +227,18 @@ void rc_conn_on_send(struct rc_shard *s, struct rc_conn *c, int res) {
         rc_conn_abort(s, c);
         return;
     }
-    rc_sendq_consume(&c->sq, &s->sq_pool, (size_t)res);
-    RC_METRIC_SUB(&s->metrics, queued_bytes, (uint64_t)res);
     RC_METRIC_ADD(&s->metrics, bytes_sent_total, (uint64_t)res);
     RC_METRIC_ADD(&s->metrics, sends_total, 1);
+    if (c->tls) {
+        if (!rc_tls_on_send(s, c, res)) { /* ciphertext left (a short send) or more queued */
+            rc_conn_flush(s, c);
+            return;
+        }
+        if (c->flags & RC_CF_END_AFTER_SEND) end_after_send(s, c);
+        return;
+    }
+    rc_sendq_consume(&c->sq, &s->sq_pool, (size_t)res);
+    RC_METRIC_SUB(&s->metrics, queued_bytes, (uint64_t)res);
     if (!rc_sendq_empty(&c->sq)) { /* more queued, or a short send: resume */
         rc_conn_flush(s, c);
         return;
@@ -291,7 +315,11 @@ void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c) {
         rc_conn_ws_close(s, c, RC_WS_CLOSE_GOING_AWAY, "server shutting down");
         break;
     case RC_CONN_HTTP:
-        if ((c->flags & RC_CF_SENDING) || !rc_sendq_empty(&c->sq))
+        if (c->tls && !rc_tls_handshake_done(c)) { /* no request can come in time: go */
+            rc_conn_abort(s, c);
+            break;
+        }
+        if (rc_conn_output_pending(c))
             c->flags |= RC_CF_END_AFTER_SEND; /* the response in flight is the last */
         else if (!c->carry_len)
             /* Idle keep-alive: a short grace, so a probe on it still sees
@@ -307,6 +335,12 @@ void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c) {
 
 void rc_conn_on_deadline(struct rc_shard *s, struct rc_conn *c) {
     rc_conn_set_deadline(s, c, 0);
+    if (c->tls && !rc_tls_handshake_done(c) && c->state == RC_CONN_HTTP && !(c->flags & RC_CF_END_AFTER_SEND)) {
+        RC_METRIC_ADD(&s->metrics, tls_handshake_timeouts_total, 1);
+        RC_INFO("conn %u: TLS handshake not finished within %u ms: closed", c->idx, s->cfg->tls_handshake_timeout_ms);
+        rc_conn_abort(s, c);
+        return;
+    }
     if (c->state == RC_CONN_HTTP && c->carry_len && !(c->flags & RC_CF_END_AFTER_SEND)) {
         rc_http_respond_error(s, c, 408, "request not completed in time", NULL, false);
         return;
@@ -316,7 +350,8 @@ void rc_conn_on_deadline(struct rc_shard *s, struct rc_conn *c) {
 
 void rc_conn_on_eof(struct rc_shard *s, struct rc_conn *c) {
     c->flags |= RC_CF_PEER_EOF;
-    if (c->state == RC_CONN_HTTP && ((c->flags & RC_CF_SENDING) || !rc_sendq_empty(&c->sq))) {
+    rc_tls_on_eof(s, c);
+    if (c->state == RC_CONN_HTTP && rc_conn_output_pending(c)) {
         /* Half-closed after its request: let the response go out first. */
         c->flags |= RC_CF_END_AFTER_SEND;
         return;
@@ -786,6 +821,15 @@ static void carry_drop(struct rc_conn *c) {
 }
 
 void rc_conn_on_recv(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len) {
+    if (c->tls) {
+        c->last_rx_s = s->clock_s;
+        rc_tls_on_recv(s, c, data, len);
+        return;
+    }
+    rc_conn_on_plain(s, c, data, len);
+}
+
+void rc_conn_on_plain(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len) {
     if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER || (c->flags & RC_CF_DECODER_DEAD))
         return; /* discarded */
     c->last_rx_s = s->clock_s; /* any client bytes count as liveness */

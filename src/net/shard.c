@@ -39,11 +39,20 @@
 
 /* ---- shard-level requests ---- */
 
-static void arm_accept(struct rc_shard *s) {
+/* idx 0: the plain listener, 1: the TLS listener */
+static void arm_accept_on(struct rc_shard *s, bool tls) {
     struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
-    io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_ACCEPT, 0, 0));
-    s->accept_armed = true;
+    io_uring_prep_multishot_accept(sqe, tls ? s->tls_listen_fd : s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_ACCEPT, tls, 0));
+    if (tls)
+        s->tls_accept_armed = true;
+    else
+        s->accept_armed = true;
+}
+
+static void arm_accept(struct rc_shard *s) {
+    if (s->listen_fd >= 0 && !s->accept_armed) arm_accept_on(s, false);
+    if (s->tls_listen_fd >= 0 && !s->tls_accept_armed) arm_accept_on(s, true);
 }
 
 static void arm_wake(struct rc_shard *s) {
@@ -61,9 +70,8 @@ static void arm_timer(struct rc_shard *s, bool multishot) {
     s->timer_armed = true;
 }
 
-static int open_listener(struct rc_shard *s) {
-    const struct rc_config *cfg = s->cfg;
-    int fd = socket(cfg->listen_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+static int open_listener(const struct sockaddr_storage *addr, socklen_t addr_len, int *out) {
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -71,10 +79,10 @@ static int open_listener(struct rc_shard *s) {
     /* Accepted sockets inherit TCP_NODELAY from the listener: frames are
      * already batched per connection, Nagle would only add latency. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (cfg->listen_addr.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-    if (bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addr_len) < 0) goto fail;
+    if (addr->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    if (bind(fd, (const struct sockaddr *)addr, addr_len) < 0) goto fail;
     if (listen(fd, 4096) < 0) goto fail;
-    s->listen_fd = fd;
+    *out = fd;
     return 0;
 fail:;
     int err = -errno;
@@ -291,6 +299,14 @@ static void flush_outboxes(struct rc_shard *s) {
 }
 
 static void handle_msg(struct rc_shard *s, struct rc_msg *m) {
+    if (m->kind == RC_MSG_TLS_CTX) { /* SIGHUP: new handshakes use the new certificate */
+        struct WOLFSSL_CTX *ctx;
+        memcpy(&ctx, m->data, sizeof ctx);
+        rc_tls_ctx_release(s->tls_ctx);
+        s->tls_ctx = ctx;
+        free(m);
+        return;
+    }
     if (m->kind == RC_MSG_PUBLISH) {
         size_t off = 0;
         for (uint32_t i = 0; i < m->count; i++) {
@@ -322,6 +338,11 @@ static void drain_inbox(struct rc_shard *s) {
 
 /* Frees what an inbox or outbox still holds (teardown). */
 static void msg_discard(struct rc_msg *m) {
+    if (m->kind == RC_MSG_TLS_CTX) {
+        struct WOLFSSL_CTX *ctx;
+        memcpy(&ctx, m->data, sizeof ctx);
+        rc_tls_ctx_release(ctx);
+    }
     if (m->kind == RC_MSG_FRAMES)
         for (uint32_t i = 0; i < m->count; i++) rc_frame_release(rc_msg_frames(m)[i]);
     free(m);
@@ -429,12 +450,14 @@ static void begin_drain(struct rc_shard *s) {
         ssize_t w = write(s->srv->shards[d].wake_fd, &one, sizeof one);
         (void)w;
     }
-    if (s->listen_fd >= 0) {
+    int *fds[2] = {&s->listen_fd, &s->tls_listen_fd};
+    for (int i = 0; i < 2; i++) {
+        if (*fds[i] < 0) continue;
         struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
-        io_uring_prep_cancel_fd(sqe, s->listen_fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_prep_cancel_fd(sqe, *fds[i], IORING_ASYNC_CANCEL_ALL);
         io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_NONE, 0, 0));
-        close(s->listen_fd); /* the accept's own file reference ends with its cancel */
-        s->listen_fd = -1;
+        close(*fds[i]); /* the accept's own file reference ends with its cancel */
+        *fds[i] = -1;
     }
     close_for_drain(s);
 }
@@ -477,8 +500,9 @@ static struct rc_conn *conn_of(struct rc_shard *s, uint64_t ud) {
 }
 
 static void on_accept(struct rc_shard *s, const struct io_uring_cqe *cqe) {
+    bool tls = rc_ud_idx(cqe->user_data) == 1;
     if (cqe->res >= 0) {
-        if (s->draining || !rc_conn_open(s, cqe->res)) {
+        if (s->draining || !rc_conn_open(s, cqe->res, tls)) {
             if (!s->draining) RC_WARN("connection limit reached (%u on this shard): refusing", s->nconns);
             close(cqe->res);
         }
@@ -490,8 +514,11 @@ static void on_accept(struct rc_shard *s, const struct io_uring_cqe *cqe) {
         RC_WARN("accept: %s", strerror(-cqe->res));
     }
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
-        s->accept_armed = false;
-        if (!s->draining && !s->accept_paused && s->listen_fd >= 0) arm_accept(s);
+        if (tls)
+            s->tls_accept_armed = false;
+        else
+            s->accept_armed = false;
+        if (!s->draining && !s->accept_paused) arm_accept(s);
     }
 }
 
@@ -590,10 +617,23 @@ static int shard_setup(struct rc_shard *s) {
         RC_ERROR("registering the recv buffer ring failed: %s (needs Linux >= 5.19)", strerror(-ret));
         return ret;
     }
-    ret = open_listener(s);
+    ret = open_listener(&cfg->listen_addr, cfg->listen_addr_len, &s->listen_fd);
     if (ret < 0) {
         RC_ERROR("cannot listen on %s: %s", cfg->listen_text, strerror(-ret));
         return ret;
+    }
+    if (cfg->tls_listen_addr_len) {
+        ret = open_listener(&cfg->tls_listen_addr, cfg->tls_listen_addr_len, &s->tls_listen_fd);
+        if (ret < 0) {
+            RC_ERROR("cannot listen on %s (--tls-listen): %s", cfg->tls_listen_text, strerror(-ret));
+            return ret;
+        }
+        s->tls_plain = malloc(16384 + 64);
+        s->tls_stage = malloc(16384);
+        if (!s->tls_plain || !s->tls_stage) {
+            RC_ERROR("out of memory setting up TLS");
+            return -ENOMEM;
+        }
     }
     s->now_ms = s->start_ms = rc_now_ms();
     s->next_sweep_ms = s->now_ms + (uint64_t)cfg->idle_sweep_s * 1000;
@@ -622,6 +662,7 @@ static void shard_teardown(struct rc_shard *s) {
          * (drain budget spent): the ring's exit cancels them. */
         rc_sendq_clear(&c->sq, &s->sq_pool);
         rc_subset_clear(&s->topics, &c->subs);
+        rc_tls_conn_free(s, c);
         free(c->sctx);
         free(c->carry);
         free(c->msg_buf);
@@ -631,6 +672,14 @@ static void shard_teardown(struct rc_shard *s) {
     }
     if (s->listen_fd >= 0) close(s->listen_fd);
     s->listen_fd = -1;
+    if (s->tls_listen_fd >= 0) close(s->tls_listen_fd);
+    s->tls_listen_fd = -1;
+    rc_tls_ctx_release(s->tls_ctx);
+    s->tls_ctx = NULL;
+    free(s->tls_plain);
+    free(s->tls_stage);
+    s->tls_plain = NULL;
+    s->tls_stage = NULL;
     while (s->dirty_topics) { /* a window still open */
         struct rc_topic *t = s->dirty_topics;
         s->dirty_topics = t->next_dirty;
@@ -759,11 +808,24 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         free(srv);
         return NULL;
     }
+    if (cfg->tls_listen_addr_len) {
+        char err[400];
+        rc_tls_global_init();
+        srv->tls_ctx = rc_tls_ctx_load(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+        if (!srv->tls_ctx) {
+            RC_ERROR("--tls-cert/--tls-key: %s", err);
+            rc_tls_global_cleanup();
+            free(srv->conflate);
+            free(srv);
+            return NULL;
+        }
+    }
     if (cfg->redis) {
         char err[200];
         srv->redis = rc_redis_create(srv, cfg->redis, cfg->redis_sharded, err, sizeof err);
         if (!srv->redis) {
             RC_ERROR("--redis: %s", err);
+            rc_tls_ctx_release(srv->tls_ctx);
             free(srv->conflate);
             free(srv);
             return NULL;
@@ -775,6 +837,7 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
     if (srv->shards) memset(srv->shards, 0, srv->nshards * sizeof *srv->shards);
     if (!srv->shards) {
         rc_redis_destroy(srv->redis);
+        rc_tls_ctx_release(srv->tls_ctx);
         free(srv);
         return NULL;
     }
@@ -785,6 +848,7 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         s->srv = srv;
         s->cfg = &srv->cfg;
         s->listen_fd = -1;
+        s->tls_listen_fd = -1;
         s->wake_fd = -1;
         s->nslots = per_shard;
         s->conns = calloc(per_shard, sizeof *s->conns);
@@ -802,6 +866,11 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         s->out_pub = calloc(srv->nshards, sizeof *s->out_pub);
         s->out_frames = calloc(srv->nshards, sizeof *s->out_frames);
         if (!s->out_pub || !s->out_frames || rc_topic_table_init(&s->topics, is_conflatable, srv) < 0) {
+            rc_server_destroy(srv);
+            return NULL;
+        }
+        if (cfg->tls_listen_addr_len && rc_tls_ctx_hold(srv->tls_ctx) == 0) s->tls_ctx = srv->tls_ctx;
+        if (cfg->tls_listen_addr_len && !s->tls_ctx) {
             rc_server_destroy(srv);
             return NULL;
         }
@@ -849,6 +918,38 @@ int rc_server_start(struct rc_server *srv) {
     return 0;
 }
 
+int rc_server_reload_tls(struct rc_server *srv) {
+    const struct rc_config *cfg = &srv->cfg;
+    if (!cfg->tls_listen_addr_len) {
+        RC_INFO("SIGHUP: no --tls-listen, nothing to reload");
+        return 0;
+    }
+    char err[400];
+    struct WOLFSSL_CTX *ctx = rc_tls_ctx_load(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+    if (!ctx) {
+        RC_WARN("SIGHUP: TLS reload failed, keeping the current certificate: %s", err);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < srv->nshards; i++) {
+        struct rc_msg *m = calloc(1, sizeof *m + sizeof ctx);
+        if (!m || rc_tls_ctx_hold(ctx) < 0) {
+            free(m);
+            RC_WARN("SIGHUP: out of memory handing the new certificate to shard %u", i);
+            continue;
+        }
+        m->kind = RC_MSG_TLS_CTX;
+        m->count = 1;
+        m->len = m->cap = sizeof ctx;
+        memcpy(m->data, &ctx, sizeof ctx);
+        rc_inbox_push(&srv->shards[i].inbox, m);
+    }
+    /* The server's own reference follows too (the shards hold theirs). */
+    rc_tls_ctx_release(srv->tls_ctx);
+    srv->tls_ctx = ctx;
+    RC_INFO("SIGHUP: reloaded the TLS certificate %s and key %s", cfg->tls_cert, cfg->tls_key);
+    return 0;
+}
+
 void rc_server_stop(struct rc_server *srv) {
     atomic_store(&srv->draining, true);
     for (unsigned i = 0; i < srv->nshards; i++) {
@@ -891,6 +992,10 @@ void rc_server_destroy(struct rc_server *srv) {
         rc_topic_table_destroy(&srv->shards[i].topics);
     }
     rc_redis_destroy(srv->redis);
+    if (srv->tls_ctx) {
+        rc_tls_ctx_release(srv->tls_ctx);
+        rc_tls_global_cleanup();
+    }
     for (char **p = srv->conflate; p && *p; p++) free(*p);
     free(srv->conflate);
     free(srv->shards);

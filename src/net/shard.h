@@ -100,6 +100,7 @@ struct rc_conn {
     uint32_t last_rx_s;     /* shard clock (s) of the last bytes received: liveness */
     uint16_t sending_nodes; /* queue nodes the SENDMSG in flight covers: never dropped */
     uint8_t topic_key;      /* enum rc_topic_key the client last used, for acks */
+    struct rc_tls *tls;     /* TLS state (tls.c) on the --tls-listen port; NULL on plain TCP */
     uint8_t pmd_bits;       /* permessage-deflate negotiated: our window bits (8..15); 0 = off */
 };
 
@@ -115,6 +116,11 @@ struct rc_shard {
     struct rc_bufring rbufs;
     int listen_fd;
     bool accept_armed;
+    int tls_listen_fd;            /* --tls-listen, -1 without */
+    bool tls_accept_armed;
+    struct WOLFSSL_CTX *tls_ctx;  /* this shard's reference to the current certificate context */
+    char *tls_plain;              /* decrypted bytes of one wolfSSL_read */
+    uint8_t *tls_stage;           /* small queued buffers gathered into one record */
     bool accept_paused; /* fd exhaustion: re-armed on the next tick */
 
     int wake_fd; /* eventfd: the main thread writes to ask for a stop */
@@ -194,6 +200,7 @@ struct rc_server {
     atomic_uint drain_flushed; /* shards that flushed their window and outboxes for a drain */
     struct rc_redis *redis;    /* --redis: the link, run by shard 0; NULL without Redis */
     atomic_bool redis_up;      /* the link is established: publishes may go through it */
+    struct WOLFSSL_CTX *tls_ctx; /* main thread's reference to the current TLS context */
 };
 
 /* redis_link.c: the Redis link (see the top of that file). Main thread:
@@ -212,7 +219,11 @@ int rc_redis_publish(struct rc_redis *r, const char *topic, size_t len, const vo
 bool rc_redis_sharded(const struct rc_redis *r);
 
 /* conn.c */
-struct rc_conn *rc_conn_open(struct rc_shard *s, int fd);
+struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls);
+/* Plaintext input: the recv path on plain TCP, and tls.c after decryption. */
+void rc_conn_on_plain(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len);
+/* Bytes still to leave: a send in flight, queued buffers, or ciphertext. */
+bool rc_conn_output_pending(const struct rc_conn *c);
 void rc_conn_on_recv(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len);
 void rc_conn_on_send(struct rc_shard *s, struct rc_conn *c, int res);
 void rc_conn_on_eof(struct rc_shard *s, struct rc_conn *c);
@@ -250,6 +261,25 @@ void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int d
  * PUBLISH). Returns 0, -EAGAIN when the link is down, -ENOMEM. */
 int rc_shard_redis_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
                            bool broadcast);
+
+/* tls.c (see the top of that file) */
+struct WOLFSSL_CTX;
+void rc_tls_global_init(void);
+void rc_tls_global_cleanup(void);
+struct WOLFSSL_CTX *rc_tls_ctx_load(const char *cert, const char *key, char *err, size_t errcap); /* main thread */
+int rc_tls_ctx_hold(struct WOLFSSL_CTX *ctx);
+void rc_tls_ctx_release(struct WOLFSSL_CTX *ctx);
+int rc_tls_conn_init(struct rc_shard *s, struct rc_conn *c);
+void rc_tls_conn_free(struct rc_shard *s, struct rc_conn *c);
+void rc_tls_on_recv(struct rc_shard *s, struct rc_conn *c, const uint8_t *data, size_t len);
+void rc_tls_flush(struct rc_shard *s, struct rc_conn *c);
+bool rc_tls_on_send(struct rc_shard *s, struct rc_conn *c, int res);
+bool rc_tls_out_pending(const struct rc_conn *c);
+bool rc_tls_handshake_done(const struct rc_conn *c);
+/* Queues a close_notify alert once; true when there is now output to wait for. */
+bool rc_tls_close_notify(struct rc_shard *s, struct rc_conn *c);
+/* The peer closed: counted as a failed handshake when it was mid-way. */
+void rc_tls_on_eof(struct rc_shard *s, struct rc_conn *c);
 
 /* dashboard.c: the page GET / serves. */
 extern const char rc_dashboard_html[];
