@@ -127,6 +127,23 @@ static void log_wolfssl_error(const char *what, int err, char *out, size_t cap) 
     snprintf(out, cap, "%s: %s (%d)", what, buf, err);
 }
 
+/* Why a PEM file did not load: unreadable (errno) or not what was expected. */
+static void file_error(const char *what, const char *path, int r, const char *expected, char *err, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, cap, "cannot read the %s %s: %s", what, path, strerror(errno));
+        return;
+    }
+    fclose(f);
+    if (r < 0) {
+        char buf[WOLFSSL_MAX_ERROR_SZ];
+        wolfSSL_ERR_error_string_n((unsigned long)r, buf, sizeof buf);
+        snprintf(err, cap, "cannot load the %s %s: %s", what, path, buf);
+    } else {
+        snprintf(err, cap, "cannot load the %s %s: %s", what, path, expected);
+    }
+}
+
 void rc_tls_global_init(void) { wolfSSL_Init(); }
 
 void rc_tls_global_cleanup(void) { wolfSSL_Cleanup(); }
@@ -143,15 +160,11 @@ WOLFSSL_CTX *rc_tls_ctx_load(const char *cert, const char *key, char *err, size_
         goto fail;
     }
     if ((r = wolfSSL_CTX_use_certificate_chain_file(ctx, cert)) != WOLFSSL_SUCCESS) {
-        char what[300];
-        snprintf(what, sizeof what, "cannot load the certificate (chain) from %s", cert);
-        log_wolfssl_error(what, r, err, errcap);
+        file_error("certificate", cert, r, "no PEM certificate (BEGIN CERTIFICATE) in it", err, errcap);
         goto fail;
     }
     if ((r = wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM)) != WOLFSSL_SUCCESS) {
-        char what[300];
-        snprintf(what, sizeof what, "cannot load the private key from %s", key);
-        log_wolfssl_error(what, r, err, errcap);
+        file_error("private key", key, r, "no PEM private key in it (encrypted keys are not supported)", err, errcap);
         goto fail;
     }
     if ((r = wolfSSL_CTX_check_private_key(ctx)) != WOLFSSL_SUCCESS) {
