@@ -567,9 +567,10 @@ static bool any_buf(const struct rc_buf *b, void *arg) {
 }
 
 /* Queue nodes that must stay: those the send in flight covers, or a head
- * that is partly on the wire already. */
+ * that is partly on the wire already (TLS: partly encrypted; the bytes in
+ * flight there are ciphertext, outside the queue). */
 static uint32_t untouchable(const struct rc_conn *c) {
-    if (c->flags & RC_CF_SENDING) return c->sending_nodes;
+    if ((c->flags & RC_CF_SENDING) && !c->tls) return c->sending_nodes;
     return c->sq.head_off ? 1 : 0;
 }
 
