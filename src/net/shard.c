@@ -205,7 +205,9 @@ struct views {
  * compression and every compressed message in it fits c's window. */
 static struct rc_buf *view_for(struct views *x, const struct rc_conn *c) {
     const struct rc_frame *f = x->f;
-    int k = c->pmd_bits && f->deflated && f->deflated_max_in <= (1u << c->pmd_bits);
+    /* A window below 15 bits (server_max_window_bits) only takes messages
+     * no longer than the window: no back-reference can reach further. */
+    int k = c->pmd_bits && f->deflated && (c->pmd_bits >= 15 || f->deflated_max_in <= (1u << c->pmd_bits));
     if (!x->v[k]) {
         if (x->ref_taken) rc_frame_hold(x->f, 1); /* each view holds its own frame reference */
         x->v[k] = rc_view_new(&x->s->views, x->f, k);

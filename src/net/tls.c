@@ -32,6 +32,7 @@
  * rc_tls_reload (main thread).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,11 +161,11 @@ WOLFSSL_CTX *rc_tls_ctx_load(const char *cert, const char *key, char *err, size_
         goto fail;
     }
     if ((r = wolfSSL_CTX_use_certificate_chain_file(ctx, cert)) != WOLFSSL_SUCCESS) {
-        file_error("certificate", cert, r, "no PEM certificate (BEGIN CERTIFICATE) in it", err, errcap);
+        file_error("certificate", cert, r, "no valid PEM certificate in it", err, errcap);
         goto fail;
     }
     if ((r = wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM)) != WOLFSSL_SUCCESS) {
-        file_error("private key", key, r, "no PEM private key in it (encrypted keys are not supported)", err, errcap);
+        file_error("private key", key, r, "no valid PEM private key in it (encrypted keys are not supported)", err, errcap);
         goto fail;
     }
     if ((r = wolfSSL_CTX_check_private_key(ctx)) != WOLFSSL_SUCCESS) {
@@ -183,11 +184,29 @@ fail:
     return NULL;
 }
 
+/*
+ * Debian's wolfSSL 5.5.4 (OPENSSL_EXTRA + SRP) frees ctx->srp in
+ * wolfSSL_CTX_free before it looks at the reference count, so two threads
+ * dropping references to one context at once free it twice (seen as
+ * "double free or corruption" at exit and on SIGHUP with 2 shards). Context
+ * references are taken and dropped only at start-up, reload and exit, so
+ * one process-wide lock around them costs nothing on any hot path.
+ */
+static pthread_mutex_t ctx_ref_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void rc_tls_ctx_release(WOLFSSL_CTX *ctx) {
-    if (ctx) wolfSSL_CTX_free(ctx);
+    if (!ctx) return;
+    pthread_mutex_lock(&ctx_ref_lock);
+    wolfSSL_CTX_free(ctx);
+    pthread_mutex_unlock(&ctx_ref_lock);
 }
 
-int rc_tls_ctx_hold(WOLFSSL_CTX *ctx) { return wolfSSL_CTX_up_ref(ctx) == WOLFSSL_SUCCESS ? 0 : -ENOMEM; }
+int rc_tls_ctx_hold(WOLFSSL_CTX *ctx) {
+    pthread_mutex_lock(&ctx_ref_lock);
+    int r = wolfSSL_CTX_up_ref(ctx);
+    pthread_mutex_unlock(&ctx_ref_lock);
+    return r == WOLFSSL_SUCCESS ? 0 : -ENOMEM;
+}
 
 /* ---- connections ---- */
 
@@ -432,7 +451,8 @@ bool rc_tls_close_notify(struct rc_shard *s, struct rc_conn *c) {
 }
 
 void rc_tls_on_eof(struct rc_shard *s, struct rc_conn *c) {
-    if (!c->tls || c->tls->handshake_done || c->tls->plain_http) return;
+    /* A connect + close without a byte (a TCP health check) is no failure. */
+    if (!c->tls || !c->tls->started || c->tls->handshake_done || c->tls->plain_http) return;
     RC_METRIC_ADD(&s->metrics, tls_handshake_failures_total, 1);
     RC_INFO("conn %u: the client closed during the TLS handshake", c->idx);
 }

@@ -487,6 +487,9 @@ def bcast_messages(topic, n_big=12, n_small=6):
         if i < n_small:
             msgs.append(msg_json(topic, 100 + i, 90 + 25 * i))
     msgs += [msg_json(topic, 200, 255), msg_json(topic, 201, 256), msg_json(topic, 202, 257)]
+    # past the 32 KiB window: still compressed for 15-bit windows (a
+    # back-reference never reaches further than the window anyway)
+    msgs += [msg_json(topic, 300, 40000), msg_json(topic, 301, 200000)]
     return msgs
 
 
