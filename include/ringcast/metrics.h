@@ -23,6 +23,7 @@
     X(counter, frames_conflated_total, "queued frames dropped for a slow reader of a conflatable topic")  \
     X(counter, messages_conflated_total, "messages inside the dropped frames")                             \
     X(counter, slow_consumer_closes_total, "connections closed 1008 for exceeding --max-queue-bytes")      \
+    X(counter, ws_pings_sent_total, "liveness pings sent to WebSocket clients silent for half of --idle-timeout-s") \
     X(counter, idle_closes_total, "connections closed for silence longer than --idle-timeout-s")           \
     X(counter, client_messages_total, "WebSocket messages received from clients")                         \
     X(counter, client_errors_total, "error replies sent to clients")                                       \

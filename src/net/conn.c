@@ -260,6 +260,16 @@ static int queue_frame(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, co
     return ret;
 }
 
+void rc_conn_ws_ping(struct rc_shard *s, struct rc_conn *c) {
+    if (c->state != RC_CONN_WS || (c->flags & RC_CF_CLOSE_SENT)) return;
+    if (queue_frame(s, c, RC_WS_OP_PING, NULL, 0) < 0) {
+        rc_conn_abort(s, c);
+        return;
+    }
+    c->flags |= RC_CF_PINGED;
+    RC_METRIC_ADD(&s->metrics, ws_pings_sent_total, 1);
+}
+
 /* ---- closing ---- */
 
 void rc_conn_ws_close(struct rc_shard *s, struct rc_conn *c, uint16_t code, const char *reason) {
@@ -824,6 +834,7 @@ static void carry_drop(struct rc_conn *c) {
 void rc_conn_on_recv(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len) {
     if (c->tls) {
         c->last_rx_s = s->clock_s;
+        c->flags &= ~RC_CF_PINGED;
         rc_tls_on_recv(s, c, data, len);
         return;
     }
@@ -834,6 +845,7 @@ void rc_conn_on_plain(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size
     if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER || (c->flags & RC_CF_DECODER_DEAD))
         return; /* discarded */
     c->last_rx_s = s->clock_s; /* any client bytes count as liveness */
+    c->flags &= ~RC_CF_PINGED;
     uint8_t *p = data;
     size_t n = len;
     if (c->carry_len) {

@@ -406,13 +406,22 @@ static int demo_setup(struct rc_shard *s) {
 
 /* ---- liveness ---- */
 
+/*
+ * Liveness: a WebSocket silent for half of --idle-timeout-s gets a ping
+ * (browsers and client libraries answer it by themselves, so a client that
+ * only listens stays); one silent for the whole timeout is closed.
+ */
 static void idle_sweep(struct rc_shard *s) {
     uint32_t limit = s->cfg->idle_timeout_s;
     for (uint32_t i = 0; i < s->nslots; i++) {
         struct rc_conn *c = s->conns[i];
-        if (c && c->state == RC_CONN_WS && s->clock_s - c->last_rx_s > limit) {
+        if (!c || c->state != RC_CONN_WS) continue;
+        uint32_t silent = s->clock_s - c->last_rx_s;
+        if (silent > limit) {
             RC_METRIC_ADD(&s->metrics, idle_closes_total, 1);
             rc_conn_ws_close(s, c, RC_WS_CLOSE_NORMAL, "idle timeout");
+        } else if (silent >= (limit + 1) / 2 && !(c->flags & RC_CF_PINGED)) {
+            rc_conn_ws_ping(s, c);
         }
     }
 }

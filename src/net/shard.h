@@ -49,6 +49,7 @@ enum rc_conn_flag {
     RC_CF_DECODER_DEAD = 1u << 6, /* a protocol error: ignore every further byte */
     RC_CF_PEER_EOF = 1u << 7,     /* recv saw EOF */
     RC_CF_FIREHOSE = 1u << 8,     /* subscribed to "*": gets every topic's frames */
+    RC_CF_PINGED = 1u << 9,       /* a liveness ping went out since the client's last bytes */
 };
 
 /* What an upgraded connection does with its messages. */
@@ -233,6 +234,7 @@ void rc_conn_flush(struct rc_shard *s, struct rc_conn *c);
 void rc_conn_arm_recv(struct rc_shard *s, struct rc_conn *c);
 int rc_conn_queue(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b);
 void rc_conn_ws_close(struct rc_shard *s, struct rc_conn *c, uint16_t code, const char *reason);
+void rc_conn_ws_ping(struct rc_shard *s, struct rc_conn *c); /* liveness probe (idle sweep) */
 void rc_conn_set_deadline(struct rc_shard *s, struct rc_conn *c, uint64_t deadline_ms);
 void rc_conn_on_deadline(struct rc_shard *s, struct rc_conn *c);
 void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c);

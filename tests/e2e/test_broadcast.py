@@ -769,6 +769,27 @@ def test_silent_client_is_closed_for_idleness(start_server):
     assert m["ws_connections"] == 0
 
 
+def test_listen_only_client_that_answers_pings_stays_open(start_server):
+    """A browser-like client that never sends a message: the server pings it
+    at half the idle timeout, its library answers, it keeps receiving."""
+    import websockets
+
+    s = start_server(*SHARDS, "--idle-timeout-s", "2", "--idle-sweep-s", "1")
+
+    async def listen():
+        async with websockets.connect(f"{s.url}/ws", ping_interval=None) as ws:  # no client pings
+            await ws.send(json.dumps({"type": "subscribe", "markets": ["listen"]}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+            await asyncio.sleep(5.0)  # 2.5 idle timeouts, silent except for pongs
+            await asyncio.to_thread(Publisher(s).publish, item("listen", 1))
+            return await asyncio.wait_for(ws.recv(), 5)
+
+    assert asyncio.run(listen()).encode() == data("listen", 1)
+    m = Publisher(s).metrics()
+    assert m["idle_closes_total"] == 0
+    assert m["ws_pings_sent_total"] >= 2
+
+
 def test_pinging_client_stays_open(start_server):
     s = start_server(*SHARDS, "--idle-timeout-s", "2", "--idle-sweep-s", "1")
     pingers = [Sub(s) for _ in range(3)]
