@@ -57,7 +57,7 @@ static const struct opt opts[] = {
     {"max-topics-per-conn", OPT_UINT, F(max_topics_per_conn), 1, 1000000, "most topics one connection may subscribe (default 1024)"},
     {"conflate", OPT_STRING, F(conflate), 0, 0, "comma-separated glob patterns of conflatable topics: a slow reader gets the latest frame instead of being closed (demo:* always)"},
     {"idle-sweep-s", OPT_UINT, F(idle_sweep_s), 1, 3600, "seconds between idle sweeps (default 30)"},
-    {"idle-timeout-s", OPT_UINT, F(idle_timeout_s), 1, 86400, "close WebSocket connections silent this long (default 90)"},
+    {"idle-timeout-s", OPT_UINT, F(idle_timeout_s), 1, 86400, "close WebSocket connections silent this long; they get a ping at half of it (default 90)"},
     {"demo", OPT_BOOL, F(demo), 0, 1, "publish a synthetic market feed on topics demo:<SYMBOL>"},
     {"demo-rate", OPT_UINT, F(demo_rate), 1, 100000000, "demo messages per second over all demo topics (default 1000)"},
     {"demo-size", OPT_UINT, F(demo_size), 0, 1u << 20, "bytes per demo message (default 256)"},
@@ -245,6 +245,14 @@ static void defaults(struct rc_config *cfg) {
     cfg->tls_handshake_timeout_ms = 10000;
 }
 
+/* Two listeners collide when their ports match and either address is a
+ * wildcard or both are the same. */
+static bool same_port(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+    uint16_t pa = a->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port : ((const struct sockaddr_in *)a)->sin_port;
+    uint16_t pb = b->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)b)->sin6_port : ((const struct sockaddr_in *)b)->sin_port;
+    return pa == pb;
+}
+
 int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
     defaults(cfg);
 
@@ -311,6 +319,12 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
     if (cfg->tls_key && !*cfg->tls_key) cfg->tls_key = NULL;
     if (cfg->tls_listen_addr_len && (!cfg->tls_cert || !cfg->tls_key)) {
         fprintf(stderr, "ringcast: --tls-listen needs --tls-cert FILE and --tls-key FILE (PEM)\n");
+        return -EINVAL;
+    }
+    if (cfg->tls_listen_addr_len && same_port(&cfg->listen_addr, &cfg->tls_listen_addr)) {
+        /* SO_REUSEPORT would let both bind and split connections between them */
+        fprintf(stderr, "ringcast: --tls-listen %s uses the port of --listen %s: give TLS its own port\n",
+                cfg->tls_listen_text, cfg->listen_text);
         return -EINVAL;
     }
     if (!cfg->tls_listen_addr_len && (cfg->tls_cert || cfg->tls_key)) {

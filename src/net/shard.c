@@ -925,7 +925,9 @@ int rc_server_start(struct rc_server *srv) {
         for (unsigned i = 0; i < srv->nshards; i++) srv->shards[i].started = 0; /* joined */
         return status;
     }
-    RC_INFO("listening on %s with %u shard%s", srv->cfg.listen_text, srv->nshards, srv->nshards > 1 ? "s" : "");
+    RC_INFO("listening on %s%s%s with %u shard%s", srv->cfg.listen_text,
+            srv->cfg.tls_listen_addr_len ? " and TLS on " : "", srv->cfg.tls_listen_addr_len ? srv->cfg.tls_listen_text : "",
+            srv->nshards, srv->nshards > 1 ? "s" : "");
     return 0;
 }
 

@@ -110,5 +110,19 @@ int main(void) {
     const char *r6[] = {"ringcast", "--redis", ""}; /* empty: single node */
     CHECK_EQ(parse(&cfg, 3, r6), 0);
     CHECK(cfg.redis == NULL);
+
+    /* TLS: a listener needs its certificate and key, and its own port */
+    const char *t1[] = {"ringcast", "--tls-listen", "127.0.0.1:8443"};
+    CHECK_EQ(parse(&cfg, 3, t1), -EINVAL);
+    const char *t2[] = {"ringcast", "--tls-cert", "c.pem", "--tls-key", "k.pem"};
+    CHECK_EQ(parse(&cfg, 5, t2), -EINVAL);
+    const char *t3[] = {"ringcast", "--listen", "127.0.0.1:8443", "--tls-listen", "0.0.0.0:8443", "--tls-cert", "c", "--tls-key", "k"};
+    CHECK_EQ(parse(&cfg, 9, t3), -EINVAL);
+    const char *t4[] = {"ringcast", "--listen", "127.0.0.1:8080", "--tls-listen", "127.0.0.1:8443", "--tls-cert", "c", "--tls-key", "k"};
+    CHECK_EQ(parse(&cfg, 9, t4), 0);
+    CHECK_EQ(ntohs(((struct sockaddr_in *)&cfg.tls_listen_addr)->sin_port), 8443);
+    CHECK_EQ(ntohs(((struct sockaddr_in *)&cfg.listen_addr)->sin_port), 8080);
+    CHECK(!strcmp(cfg.tls_listen_text, "127.0.0.1:8443"));
+    CHECK_EQ(cfg.tls_handshake_timeout_ms, 10000u);
     RC_TEST_MAIN_END("config");
 }
