@@ -65,7 +65,8 @@ def build_loadgen():
     LOADGEN_BIN.parent.mkdir(parents=True, exist_ok=True)
     cmd = [os.environ.get("CC", "cc"), "-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
            "-I", str(ROOT / "include"), "-o", str(LOADGEN_BIN), str(LOADGEN_SRC),
-           str(ROOT / "src" / "ws" / "handshake.c"), str(ROOT / "src" / "http" / "parser.c"), "-lm", "-lz"]
+           str(ROOT / "src" / "ws" / "handshake.c"), str(ROOT / "src" / "http" / "parser.c"), "-lm", "-lz",
+           "-lwolfssl"]
     log("building " + " ".join(cmd))
     subprocess.run(cmd, check=True)
 
@@ -275,12 +276,12 @@ def run_one(a, batch_ms, stamp):
     if a.fake:
         py = ROOT / ".venv" / "bin" / "python"
         cmd = [str(py) if py.exists() else sys.executable, str(PERF / "fake_server.py"), "--port", str(port),
-               "--topics", "1", "--rate", str(a.rate)]
+               "--topics", "1", "--rate", f"{a.rate:g}"]
         if a.size:
             cmd += ["--size", str(a.size)]
     else:
         cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--shards", str(a.shards), "--demo",
-               "--demo-topics", "1", "--demo-rate", str(a.rate), "--batch-ms", str(batch_ms)]
+               "--demo-topics", "1", "--demo-rate", f"{a.rate:g}", "--batch-ms", str(batch_ms)]
         if a.size:
             cmd += ["--demo-size", str(a.size)]
     cmd += a.server_arg

@@ -11,7 +11,7 @@
  * --warmup, for --duration seconds); seq tracking runs all the time.
  *
  * Build: cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -o perf/build/loadgen perf/loadgen.c
- *        src/ws/handshake.c src/http/parser.c -lm -lz   (the handshake code is the server's)
+ *        src/ws/handshake.c src/http/parser.c -lm -lz -lwolfssl   (the handshake code is the server's)
  *
  * Threads: the main thread parses options, starts --threads workers and
  * keeps the timeline (ramp, warmup, window, end). Each worker owns its
@@ -46,7 +46,35 @@
  * instead of running zlib; the JSON reports zlib runs (inflated_messages)
  * beside compressed_messages. --no-inflate-cache runs zlib on every
  * message. Without --deflate none of this code runs.
+ *
+ * TLS (--tls, wss://): each connection gets a wolfSSL client (Debian's
+ * libwolfssl-dev) with SNI --tls-sni (default localhost); --tls-ca FILE
+ * verifies the server's chain and that its certificate names the SNI host,
+ * --tls-insecure skips verification. The TLS handshake runs as soon as the
+ * TCP connect completes; the HTTP upgrade request waits in wbuf until it is
+ * done and then goes out through wolfSSL_write. wolfSSL never touches the
+ * socket for reading: the worker recv()s up to RBUF_SIZE ciphertext bytes
+ * per ready socket exactly as in plain mode and hands them to wolfSSL
+ * through a custom receive callback (one recv per event instead of two per
+ * record, which would double the client's syscalls at 1M records/s); the
+ * send callback send()s straight to the non-blocking socket. wolfSSL_read's
+ * plaintext then takes the plain path (upgrade response, frame decoder).
+ * A wolfSSL_write that would block is retried on EPOLLOUT with the same
+ * bytes (wolfSSL keeps the encrypted record). wire_bytes counts ciphertext.
+ *
+ * Connect-phase figures (all modes; added fields only): handshakes_per_s =
+ * handshakes completed during the ramp ÷ connect_s, where a handshake is
+ * the TLS handshake with --tls and the WebSocket upgrade (101) without;
+ * ramp_client_cpu_s is this process's CPU time during the ramp. Measuring
+ * handshake capacity needs a ramp the client does not pace: a high
+ * --connect-rate with --max-pending N (at most N connections between
+ * connect() and the 101 at once, so a slow server is not buried under
+ * SYNs and handshake timeouts).
  */
+#include <wolfssl/options.h> /* first: wolfSSL's build configuration */
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfio.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -86,6 +114,7 @@
 #define RBUF_SIZE (256 * 1024) /* one recv() per ready socket, per worker buffer */
 #endif
 #define MAX_EVENTS 512
+#define TLS_PLAIN_CAP (16 * 1024) /* --tls: plaintext per wolfSSL_read (one record at most) */
 #define ZOUT_INIT (64 * 1024)        /* inflate output buffer per worker, grows by doubling */
 #define PMD_MAX (64u * 1024 * 1024)  /* largest compressed or inflated message accepted */
 #define PMD_CACHE_SETS 8192          /* inflate cache per worker: sets (a power of two) … */
@@ -117,6 +146,13 @@ struct options {
     bool deflate;       /* offer permessage-deflate (on some connections) */
     int deflate_every;  /* offer it on connections i with i % deflate_every == 0 (0 = none) */
     bool inflate_cache; /* reuse earlier inflates of identical compressed bytes */
+    int max_pending;    /* most connections between connect() and the 101 at once (0 = no limit) */
+    bool tls;           /* wss://: a wolfSSL client per connection */
+    const char *tls_ca; /* verify the server against this CA file */
+    bool tls_insecure;  /* no verification */
+    const char *tls_sni;
+    const char *tls_ciphers; /* wolfSSL cipher list (NULL = wolfSSL's default) */
+    const char *tls_version; /* "1.2", "1.3" or NULL (highest both sides have) */
 };
 
 static struct options opt = {
@@ -131,7 +167,10 @@ static struct options opt = {
     .duration_s = 10,
     .min_open = -1,
     .inflate_cache = true,
+    .tls_sni = "localhost",
 };
+
+static WOLFSSL_CTX *g_tls_ctx;
 
 static struct sockaddr_in g_dst;
 
@@ -253,7 +292,8 @@ static uint64_t hist_value(unsigned idx)
 /* Connections and workers                                            */
 /* ------------------------------------------------------------------ */
 
-enum conn_state { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSED };
+/* C_TLS: TCP connected, TLS handshake under way (--tls only); C_HANDSHAKE: HTTP upgrade. */
+enum conn_state { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSED, C_TLS };
 
 struct sub {
     uint32_t topic; /* position in g_topics */
@@ -293,6 +333,10 @@ struct conn {
     uint32_t nsubs;
     uint8_t *zbuf; /* a compressed message that did not arrive in one piece */
     uint32_t zlen, zcap;
+    /* --tls */
+    WOLFSSL *ssl;
+    const uint8_t *tin; /* ciphertext of this recv() not yet handed to wolfSSL */
+    size_t tin_len;
 };
 
 struct stats {
@@ -305,6 +349,9 @@ struct stats {
     /* permessage-deflate: connections (whole run), messages and bytes (window) */
     uint64_t deflate_negotiated, deflate_declined, inflate_errors;
     uint64_t compressed_messages, inflated_messages, payload_bytes;
+    /* --tls: errors after the handshake (whole run), handshake times */
+    uint64_t tls_errors;
+    uint64_t tls_handshakes, tls_hs_us_sum, tls_hs_us_max;
     uint64_t hist[HIST_BUCKETS];
 };
 
@@ -328,6 +375,7 @@ struct worker {
     double rate;         /* this worker's share of --connect-rate */
     uint64_t rng;
     uint8_t *rbuf;
+    uint8_t *pbuf; /* --tls: plaintext out of wolfSSL_read */
     double last_timeout_scan;
     /* --deflate only */
     z_stream zs;
@@ -338,6 +386,8 @@ struct worker {
     struct stats st;
     /* read by the main thread while running */
     _Atomic uint32_t n_open, n_established, n_failed, n_subscribed;
+    _Atomic uint32_t n_tls_done; /* TLS handshakes completed */
+    char tls_version[16], tls_cipher[64], tls_group[32]; /* of this worker's first TLS connection */
     char pad[64];
 };
 
@@ -421,9 +471,85 @@ static void set_out_interest(struct worker *w, struct conn *c, bool want)
         c->out_armed = want;
 }
 
+/* --- TLS (--tls) ----------------------------------------------------- */
+
+/* wolfSSL's view of the socket. Receive: the ciphertext of the current
+ * recv() (c->tin), then WANT_READ; wolfSSL keeps a partial record itself. */
+static int tls_recv_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    struct conn *c = ctx;
+    if (c->tin_len == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = (size_t)sz < c->tin_len ? (size_t)sz : c->tin_len;
+    memcpy(buf, c->tin, n);
+    c->tin += n;
+    c->tin_len -= n;
+    return (int)n;
+}
+
+static int tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    struct conn *c = ctx;
+    for (;;) {
+        ssize_t n = send(c->fd, buf, (size_t)sz, MSG_NOSIGNAL);
+        if (n >= 0)
+            return (int)n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return WOLFSSL_CBIO_ERR_WANT_WRITE;
+        if (errno == ECONNRESET)
+            return WOLFSSL_CBIO_ERR_CONN_RST;
+        if (errno == EPIPE)
+            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+}
+
+static const char *tls_error_string(WOLFSSL *ssl, int ret, char *buf, size_t cap)
+{
+    int err = wolfSSL_get_error(ssl, ret);
+    char es[WOLFSSL_MAX_ERROR_SZ];
+    wolfSSL_ERR_error_string_n((unsigned long)err, es, sizeof es);
+    snprintf(buf, cap, "TLS: %s (%d)", es, err);
+    return buf;
+}
+
+/* Sends what is queued through wolfSSL (only once the handshake is done:
+ * until then the upgrade request waits). A write that would block keeps
+ * woff where it is and is retried with the same bytes (and maybe more) on
+ * EPOLLOUT, as wolfSSL_write requires. Returns 0 or -errno. */
+static int tls_flush(struct worker *w, struct conn *c)
+{
+    if (c->state == C_TLS || c->state == C_CONNECTING)
+        return 0;
+    if (c->woff < c->wlen) {
+        int len = (int)(c->wlen - c->woff);
+        int r = wolfSSL_write(c->ssl, c->wbuf + c->woff, len);
+        if (r != len) {
+            int err = wolfSSL_get_error(c->ssl, r);
+            if (err == WOLFSSL_ERROR_WANT_WRITE) {
+                set_out_interest(w, c, true);
+                return 0;
+            }
+            if (err == WOLFSSL_ERROR_WANT_READ)
+                return 0; /* retried after the next read */
+            w->st.tls_errors++;
+            return -EPIPE;
+        }
+    }
+    c->woff = c->wlen = 0;
+    set_out_interest(w, c, false);
+    return 0;
+}
+
 /* Sends what is queued; returns 0, or -errno on a socket error. */
 static int conn_flush(struct worker *w, struct conn *c)
 {
+    if (c->ssl != NULL)
+        return tls_flush(w, c);
     while (c->woff < c->wlen) {
         ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
         if (n > 0) {
@@ -451,6 +577,12 @@ static void conn_close(struct worker *w, struct conn *c)
         return;
     if (c->state == C_OPEN)
         atomic_fetch_sub_explicit(&w->n_open, 1, memory_order_relaxed);
+    if (c->ssl != NULL) {
+        wolfSSL_free(c->ssl); /* no close_notify: like the plain mode, the socket just closes */
+        c->ssl = NULL;
+        c->tin = NULL;
+        c->tin_len = 0;
+    }
     close(c->fd); /* also removes it from the epoll set */
     c->fd = -1;
     c->state = C_CLOSED;
@@ -518,6 +650,25 @@ static void conn_start(struct worker *w, struct conn *c)
                      pmd_offered(c->gidx) ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
                                           : "");
     wbuf_append(c, req, (size_t)n);
+
+    if (opt.tls) {
+        c->ssl = wolfSSL_new(g_tls_ctx);
+        if (c->ssl == NULL) {
+            conn_fail(w, c, "wolfSSL_new failed");
+            return;
+        }
+        wolfSSL_SetIOReadCtx(c->ssl, c);
+        wolfSSL_SetIOWriteCtx(c->ssl, c);
+        if (wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, opt.tls_sni, (unsigned short)strlen(opt.tls_sni)) !=
+            WOLFSSL_SUCCESS) {
+            conn_fail(w, c, "wolfSSL_UseSNI failed");
+            return;
+        }
+        if (opt.tls_ca != NULL && wolfSSL_check_domain_name(c->ssl, opt.tls_sni) != WOLFSSL_SUCCESS) {
+            conn_fail(w, c, "wolfSSL_check_domain_name failed");
+            return;
+        }
+    }
 
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -1199,6 +1350,109 @@ static void handshake_input(struct worker *w, struct conn *c, const uint8_t *p, 
     }
 }
 
+/* Drives the TLS handshake (C_TLS); on success the upgrade request goes
+ * out. Returns 0 (done or waiting), -1 if the connection failed. */
+static int tls_handshake_step(struct worker *w, struct conn *c)
+{
+    int r = wolfSSL_connect(c->ssl);
+    if (r != WOLFSSL_SUCCESS) {
+        int err = wolfSSL_get_error(c->ssl, r);
+        if (err == WOLFSSL_ERROR_WANT_READ) {
+            set_out_interest(w, c, false);
+            return 0;
+        }
+        if (err == WOLFSSL_ERROR_WANT_WRITE) {
+            set_out_interest(w, c, true);
+            return 0;
+        }
+        char why[WOLFSSL_MAX_ERROR_SZ + 32];
+        conn_fail(w, c, tls_error_string(c->ssl, r, why, sizeof why));
+        return -1;
+    }
+    uint64_t us = (uint64_t)((since_ramp_start() - c->t_start) * 1e6);
+    w->st.tls_handshakes++;
+    w->st.tls_hs_us_sum += us;
+    if (us > w->st.tls_hs_us_max)
+        w->st.tls_hs_us_max = us;
+    if (w->tls_version[0] == 0) { /* read by the main thread after the join */
+        snprintf(w->tls_version, sizeof w->tls_version, "%s", wolfSSL_get_version(c->ssl));
+        const char *cn = wolfSSL_get_cipher_name(c->ssl);
+        snprintf(w->tls_cipher, sizeof w->tls_cipher, "%s", cn ? cn : "?");
+        const char *g = wolfSSL_get_curve_name(c->ssl);
+        snprintf(w->tls_group, sizeof w->tls_group, "%s", g ? g : "");
+    }
+    atomic_fetch_add_explicit(&w->n_tls_done, 1, memory_order_relaxed);
+    c->state = C_HANDSHAKE;
+    if (tls_flush(w, c) < 0) {
+        conn_fail(w, c, "sending the upgrade request over TLS failed");
+        return -1;
+    }
+    return 0;
+}
+
+/* Bytes from the server, decrypted with --tls: the upgrade response, then frames. */
+static void plain_input(struct worker *w, struct conn *c, const uint8_t *p, size_t n, int64_t now_us)
+{
+    if (c->state == C_HANDSHAKE || c->state == C_CONNECTING) {
+        c->state = C_HANDSHAKE;
+        handshake_input(w, c, p, n, now_us);
+        return;
+    }
+    if (ws_feed(w, c, p, n, now_us) < 0) {
+        conn_close(w, c);
+        return;
+    }
+    if (c->woff < c->wlen && !c->out_armed && conn_flush(w, c) < 0) {
+        w->st.socket_errors++;
+        conn_close(w, c);
+    }
+}
+
+/* Ciphertext p[0..n) from one recv(): handshake first, then every whole
+ * record's plaintext into plain_input. */
+static void tls_input(struct worker *w, struct conn *c, const uint8_t *p, size_t n, int64_t now_us)
+{
+    c->tin = p;
+    c->tin_len = n;
+    if (c->state == C_TLS && (tls_handshake_step(w, c) < 0 || c->state == C_TLS))
+        goto out;
+    while (c->state == C_HANDSHAKE || c->state == C_OPEN) {
+        int r = wolfSSL_read(c->ssl, w->pbuf, TLS_PLAIN_CAP);
+        if (r > 0) {
+            plain_input(w, c, w->pbuf, (size_t)r, now_us);
+            continue;
+        }
+        int err = wolfSSL_get_error(c->ssl, r);
+        if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE)
+            break;
+        if (c->state == C_OPEN) {
+            if (err == WOLFSSL_ERROR_ZERO_RETURN)
+                w->st.server_closes++; /* close_notify */
+            else
+                w->st.tls_errors++;
+            conn_close(w, c);
+        } else {
+            char why[WOLFSSL_MAX_ERROR_SZ + 32];
+            conn_fail(w, c, tls_error_string(c->ssl, r, why, sizeof why));
+        }
+        break;
+    }
+out:
+    if (c->state != C_CLOSED && c->tin_len > 0) {
+        /* wolfSSL stopped (WANT_WRITE while reading) before taking all of
+         * this recv's bytes: they would be lost, so the stream is broken */
+        w->st.tls_errors++;
+        if (c->state == C_OPEN)
+            conn_close(w, c);
+        else
+            conn_fail(w, c, "TLS: input left over");
+    }
+    if (c->state != C_CLOSED) {
+        c->tin = NULL;
+        c->tin_len = 0;
+    }
+}
+
 static void on_readable(struct worker *w, struct conn *c)
 {
     ssize_t n = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
@@ -1225,19 +1479,10 @@ static void on_readable(struct worker *w, struct conn *c)
     int64_t now_us = wall_us();
     if (measuring())
         w->st.bytes += (uint64_t)n;
-    if (c->state == C_HANDSHAKE || c->state == C_CONNECTING) {
-        c->state = C_HANDSHAKE;
-        handshake_input(w, c, w->rbuf, (size_t)n, now_us);
-        return;
-    }
-    if (ws_feed(w, c, w->rbuf, (size_t)n, now_us) < 0) {
-        conn_close(w, c);
-        return;
-    }
-    if (c->woff < c->wlen && !c->out_armed && conn_flush(w, c) < 0) {
-        w->st.socket_errors++;
-        conn_close(w, c);
-    }
+    if (c->ssl != NULL)
+        tls_input(w, c, w->rbuf, (size_t)n, now_us);
+    else
+        plain_input(w, c, w->rbuf, (size_t)n, now_us);
 }
 
 static void on_event(struct worker *w, struct conn *c, uint32_t events)
@@ -1252,7 +1497,13 @@ static void on_event(struct worker *w, struct conn *c, uint32_t events)
             conn_fail(w, c, strerror(err));
             return;
         }
-        c->state = C_HANDSHAKE;
+        c->state = c->ssl != NULL ? C_TLS : C_HANDSHAKE;
+    }
+    if (c->state == C_TLS && (events & EPOLLOUT)) {
+        /* the ClientHello, or a handshake flight that would have blocked */
+        if (tls_handshake_step(w, c) < 0)
+            return;
+        events &= ~(uint32_t)EPOLLOUT;
     }
     if (events & EPOLLOUT) {
         if (conn_flush(w, c) < 0) {
@@ -1278,6 +1529,19 @@ static void ramp(struct worker *w)
     uint64_t due = (uint64_t)(t * w->rate) + 1;
     if (due > w->nconns)
         due = w->nconns;
+    if (opt.max_pending > 0) {
+        /* this worker's share of --max-pending (at least 1) */
+        uint32_t cap = (uint32_t)((opt.max_pending + opt.threads - 1 - w->id) / opt.threads);
+        uint32_t settled = atomic_load_explicit(&w->n_established, memory_order_relaxed) +
+                           atomic_load_explicit(&w->n_failed, memory_order_relaxed);
+        uint32_t pending = w->next_start - settled;
+        if (cap == 0)
+            cap = 1;
+        if (pending >= cap)
+            return;
+        if (due > w->next_start + (cap - pending))
+            due = w->next_start + (cap - pending);
+    }
     while (w->next_start < due && !atomic_load(&g_stop))
         conn_start(w, &w->conns[w->next_start++]);
 }
@@ -1287,7 +1551,8 @@ static void scan_handshake_timeouts(struct worker *w)
     double t = since_ramp_start();
     for (uint32_t i = 0; i < w->next_start; i++) {
         struct conn *c = &w->conns[i];
-        if ((c->state == C_CONNECTING || c->state == C_HANDSHAKE) && t - c->t_start > opt.connect_timeout_s)
+        if ((c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->state == C_TLS) &&
+            t - c->t_start > opt.connect_timeout_s)
             conn_fail(w, c, "handshake timeout");
     }
 }
@@ -1470,6 +1735,14 @@ static void usage(FILE *f)
           "  --deflate-every N     offer it only on connections i with i %% N == 0 (2 = half; implies --deflate)\n"
           "  --no-inflate-cache    with --deflate: run zlib on every compressed message, even when its\n"
           "                        bytes equal the previous one's (default: reuse that result)\n"
+          "  --max-pending N       at most N connections between connect() and the 101 at once (0: no limit)\n"
+          "                        (default: no limit; with a high --connect-rate: handshake capacity)\n"
+          "  --tls                 wss://: TLS (wolfSSL) on every connection; needs --tls-ca or --tls-insecure\n"
+          "  --tls-ca FILE         verify the server's certificate chain against this CA (PEM) and its name\n"
+          "  --tls-insecure        do not verify the server's certificate\n"
+          "  --tls-sni NAME        SNI host name, also the name checked with --tls-ca (default localhost)\n"
+          "  --tls-ciphers LIST    wolfSSL cipher list the client offers (default: wolfSSL's)\n"
+          "  --tls-version V       1.2 or 1.3 only (default: the highest both sides have)\n"
           "  --json PATH           also write the JSON result there\n",
           f);
 }
@@ -1488,7 +1761,7 @@ static void parse_options(int argc, char **argv)
     enum {
         OPT_HOST = 1000, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_RATE, OPT_CTIMEOUT, OPT_THREADS, OPT_SRC, OPT_TOPICS, OPT_TOPIC_LIST,
         OPT_TOPIC_COUNT, OPT_TPC, OPT_WARMUP, OPT_DURATION, OPT_MIN_OPEN, OPT_JSON, OPT_DEFLATE, OPT_DEFLATE_EVERY, OPT_NO_INFLATE_CACHE,
-        OPT_HELP
+        OPT_MAX_PENDING, OPT_TLS, OPT_TLS_CA, OPT_TLS_INSECURE, OPT_TLS_SNI, OPT_TLS_CIPHERS, OPT_TLS_VERSION, OPT_HELP
     };
     static const struct option longopts[] = {
         {"host", required_argument, 0, OPT_HOST},
@@ -1510,6 +1783,13 @@ static void parse_options(int argc, char **argv)
         {"deflate", no_argument, 0, OPT_DEFLATE},
         {"deflate-every", required_argument, 0, OPT_DEFLATE_EVERY},
         {"no-inflate-cache", no_argument, 0, OPT_NO_INFLATE_CACHE},
+        {"max-pending", required_argument, 0, OPT_MAX_PENDING},
+        {"tls", no_argument, 0, OPT_TLS},
+        {"tls-ca", required_argument, 0, OPT_TLS_CA},
+        {"tls-insecure", no_argument, 0, OPT_TLS_INSECURE},
+        {"tls-sni", required_argument, 0, OPT_TLS_SNI},
+        {"tls-ciphers", required_argument, 0, OPT_TLS_CIPHERS},
+        {"tls-version", required_argument, 0, OPT_TLS_VERSION},
         {"help", no_argument, 0, OPT_HELP},
         {0, 0, 0, 0},
     };
@@ -1535,6 +1815,13 @@ static void parse_options(int argc, char **argv)
         case OPT_DEFLATE: opt.deflate = true; break;
         case OPT_DEFLATE_EVERY: opt.deflate_every = (int)parse_num("--deflate-every", optarg, 1); break;
         case OPT_NO_INFLATE_CACHE: opt.inflate_cache = false; break;
+        case OPT_MAX_PENDING: opt.max_pending = (int)parse_num("--max-pending", optarg, 0); break;
+        case OPT_TLS: opt.tls = true; break;
+        case OPT_TLS_CA: opt.tls_ca = optarg; break;
+        case OPT_TLS_INSECURE: opt.tls_insecure = true; break;
+        case OPT_TLS_SNI: opt.tls_sni = optarg; break;
+        case OPT_TLS_CIPHERS: opt.tls_ciphers = optarg; break;
+        case OPT_TLS_VERSION: opt.tls_version = optarg; break;
         case OPT_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -1553,6 +1840,42 @@ static void parse_options(int argc, char **argv)
         opt.deflate = true;
     else if (opt.deflate)
         opt.deflate_every = 1;
+    if ((opt.tls_ca || opt.tls_insecure || opt.tls_ciphers || opt.tls_version) && !opt.tls)
+        die("--tls-ca, --tls-insecure, --tls-ciphers and --tls-version need --tls");
+    if (opt.tls && !opt.tls_ca && !opt.tls_insecure)
+        die("--tls needs --tls-ca FILE or --tls-insecure");
+    if (opt.tls_ca && opt.tls_insecure)
+        die("give --tls-ca or --tls-insecure, not both");
+    if (opt.tls_version && strcmp(opt.tls_version, "1.2") != 0 && strcmp(opt.tls_version, "1.3") != 0)
+        die("--tls-version: 1.2 or 1.3");
+}
+
+/* The one client context all connections share (wolfSSL_new takes a reference). */
+static void tls_setup(void)
+{
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS)
+        die("wolfSSL_Init failed");
+    WOLFSSL_METHOD *m = opt.tls_version == NULL             ? wolfSSLv23_client_method()
+                        : strcmp(opt.tls_version, "1.3") == 0 ? wolfTLSv1_3_client_method()
+                                                              : wolfTLSv1_2_client_method();
+    g_tls_ctx = wolfSSL_CTX_new(m);
+    if (g_tls_ctx == NULL)
+        die("wolfSSL_CTX_new failed");
+    if (opt.tls_ca != NULL) {
+        int r = wolfSSL_CTX_load_verify_locations(g_tls_ctx, opt.tls_ca, NULL);
+        if (r != WOLFSSL_SUCCESS) {
+            char es[WOLFSSL_MAX_ERROR_SZ];
+            wolfSSL_ERR_error_string_n((unsigned long)r, es, sizeof es);
+            die("--tls-ca %s: %s (%d)", opt.tls_ca, es, r);
+        }
+        wolfSSL_CTX_set_verify(g_tls_ctx, WOLFSSL_VERIFY_PEER, NULL);
+    } else {
+        wolfSSL_CTX_set_verify(g_tls_ctx, WOLFSSL_VERIFY_NONE, NULL);
+    }
+    if (opt.tls_ciphers != NULL && wolfSSL_CTX_set_cipher_list(g_tls_ctx, opt.tls_ciphers) != WOLFSSL_SUCCESS)
+        die("--tls-ciphers %s: not accepted by wolfSSL", opt.tls_ciphers);
+    wolfSSL_CTX_SetIORecv(g_tls_ctx, tls_recv_cb);
+    wolfSSL_CTX_SetIOSend(g_tls_ctx, tls_send_cb);
 }
 
 static void on_signal(int sig)
@@ -1645,11 +1968,19 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* Connect-phase figures, set when the ramp ends. */
+static struct {
+    uint32_t handshakes; /* TLS handshakes (--tls) or WebSocket upgrades completed in the ramp */
+    double client_cpu_s;
+    char tls_version[16], tls_cipher[64], tls_group[32];
+} g_ramp;
+
 static void write_json(FILE *f, const struct stats *st, const struct totals *tot, uint32_t open_at_end,
                        double window_s, double connect_s, double client_cpu_s)
 {
     uint64_t errors = st->server_closes + st->socket_errors + st->protocol_errors + st->rsv1_frames +
-                      st->parse_errors + st->unexpected_topic + st->error_messages + st->inflate_errors;
+                      st->parse_errors + st->unexpected_topic + st->error_messages + st->inflate_errors +
+                      st->tls_errors;
     fprintf(f, "{\n");
     fprintf(f, "  \"conns_requested\": %d,\n", opt.conns);
     fprintf(f, "  \"conns_open\": %u,\n", open_at_end);
@@ -1661,9 +1992,9 @@ static void write_json(FILE *f, const struct stats *st, const struct totals *tot
             "  \"error_detail\": {\"server_closes\": %" PRIu64 ", \"socket_errors\": %" PRIu64
             ", \"protocol_errors\": %" PRIu64 ", \"rsv1_frames\": %" PRIu64 ", \"parse_errors\": %" PRIu64
             ", \"unexpected_topic\": %" PRIu64 ", \"error_messages\": %" PRIu64 ", \"inflate_errors\": %" PRIu64
-            "},\n",
+            ", \"tls_errors\": %" PRIu64 "},\n",
             st->server_closes, st->socket_errors, st->protocol_errors, st->rsv1_frames, st->parse_errors,
-            st->unexpected_topic, st->error_messages, st->inflate_errors);
+            st->unexpected_topic, st->error_messages, st->inflate_errors, st->tls_errors);
     fprintf(f, "  \"deliveries\": %" PRIu64 ",\n", st->deliveries);
     fprintf(f, "  \"deliveries_per_s\": %.1f,\n", window_s > 0 ? (double)st->deliveries / window_s : 0.0);
     fprintf(f, "  \"bytes\": %" PRIu64 ",\n", st->bytes);
@@ -1690,6 +2021,22 @@ static void write_json(FILE *f, const struct stats *st, const struct totals *tot
     fprintf(f, "  \"other_messages\": %" PRIu64 ",\n", st->other_messages);
     fprintf(f, "  \"pings\": %" PRIu64 ",\n", st->pings);
     fprintf(f, "  \"client_cpu_s\": %.3f,\n", client_cpu_s);
+    fprintf(f, "  \"handshakes_in_ramp\": %u,\n", g_ramp.handshakes);
+    fprintf(f, "  \"handshakes_per_s\": %.1f,\n",
+            connect_s > 0 ? (double)g_ramp.handshakes / connect_s : 0.0);
+    fprintf(f, "  \"ramp_client_cpu_s\": %.3f,\n", g_ramp.client_cpu_s);
+    fprintf(f, "  \"tls\": %s,\n", opt.tls ? "true" : "false");
+    fprintf(f, "  \"tls_handshakes\": %" PRIu64 ",\n", st->tls_handshakes);
+    fprintf(f, "  \"tls_handshake_ms\": {\"mean\": %.3f, \"max\": %.3f},\n",
+            st->tls_handshakes ? (double)st->tls_hs_us_sum / (double)st->tls_handshakes / 1000.0 : 0.0,
+            (double)st->tls_hs_us_max / 1000.0);
+    fprintf(f, "  \"tls_version\": ");
+    json_str(f, g_ramp.tls_version);
+    fprintf(f, ",\n  \"tls_cipher\": ");
+    json_str(f, g_ramp.tls_cipher);
+    fprintf(f, ",\n  \"tls_group\": ");
+    json_str(f, g_ramp.tls_group);
+    fprintf(f, ",\n");
     fprintf(f, "  \"options\": {\"host\": ");
     json_str(f, opt.host);
     fprintf(f, ", \"port\": %d, \"path\": ", opt.port);
@@ -1699,9 +2046,17 @@ static void write_json(FILE *f, const struct stats *st, const struct totals *tot
     json_str(f, opt.src_addrs_str ? opt.src_addrs_str : "");
     fprintf(f, ", \"topic_count\": %u, \"topics_per_conn\": %d, \"first_topic\": ", g_ntopics, opt.topics_per_conn);
     json_str(f, g_topics[0]);
-    fprintf(f, ", \"warmup_s\": %g, \"duration_s\": %g, \"min_open\": %d, \"deflate\": %s, \"deflate_every\": %d, \"inflate_cache\": %s}\n",
+    fprintf(f, ", \"warmup_s\": %g, \"duration_s\": %g, \"min_open\": %d, \"deflate\": %s, \"deflate_every\": %d, \"inflate_cache\": %s",
             opt.warmup_s, opt.duration_s, opt.min_open, opt.deflate ? "true" : "false", opt.deflate_every,
             opt.inflate_cache ? "true" : "false");
+    fprintf(f, ", \"max_pending\": %d, \"tls\": %s, \"tls_verify\": %s, \"tls_sni\": ", opt.max_pending,
+            opt.tls ? "true" : "false", opt.tls && opt.tls_ca ? "true" : "false");
+    json_str(f, opt.tls ? opt.tls_sni : "");
+    fprintf(f, ", \"tls_ciphers\": ");
+    json_str(f, opt.tls_ciphers ? opt.tls_ciphers : "");
+    fprintf(f, ", \"tls_version\": ");
+    json_str(f, opt.tls_version ? opt.tls_version : "");
+    fprintf(f, "}\n");
     fprintf(f, "}\n");
 }
 
@@ -1711,6 +2066,8 @@ int main(int argc, char **argv)
     build_topics();
     resolve_dst();
     raise_nofile();
+    if (opt.tls)
+        tls_setup();
 
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
     sigemptyset(&sa.sa_mask);
@@ -1746,6 +2103,8 @@ int main(int argc, char **argv)
         if (w->rng == 0)
             w->rng = 1;
         w->rbuf = xcalloc(1, RBUF_SIZE);
+        if (opt.tls)
+            w->pbuf = xcalloc(1, TLS_PLAIN_CAP);
         w->ep = epoll_create1(EPOLL_CLOEXEC);
         if (w->ep < 0)
             die("epoll_create1: %s", strerror(errno));
@@ -1759,9 +2118,11 @@ int main(int argc, char **argv)
         }
     }
 
-    fprintf(stderr, "loadgen: %d connections to %s:%d%s, %u topic(s) in play, %u per connection, %d thread(s)%s\n",
+    fprintf(stderr, "loadgen: %d connections to %s:%d%s, %u topic(s) in play, %u per connection, %d thread(s)%s%s\n",
             opt.conns, opt.host, opt.port, opt.path, g_ntopics, k, T,
-            opt.deflate ? (opt.inflate_cache ? ", permessage-deflate offered" : ", permessage-deflate offered, no inflate cache") : "");
+            opt.deflate ? (opt.inflate_cache ? ", permessage-deflate offered" : ", permessage-deflate offered, no inflate cache") : "",
+            !opt.tls ? "" : opt.tls_ca ? ", TLS (verified)" : ", TLS (not verified)");
+    double ramp_cpu0 = cpu_s();
     clock_gettime(CLOCK_MONOTONIC, &g_ramp_start);
     for (int t = 0; t < T; t++)
         if (pthread_create(&g_workers[t].thread, NULL, worker_main, &g_workers[t]) != 0)
@@ -1782,6 +2143,13 @@ int main(int argc, char **argv)
         sleep_interruptible(0.01);
     }
     double connect_s = since_ramp_start();
+    g_ramp.client_cpu_s = cpu_s() - ramp_cpu0;
+    g_ramp.handshakes = tot.established;
+    if (opt.tls) {
+        g_ramp.handshakes = 0;
+        for (int t = 0; t < T; t++)
+            g_ramp.handshakes += atomic_load(&g_workers[t].n_tls_done);
+    }
     fprintf(stderr, "loadgen: ramp done in %.2f s: %u established, %u failed\n", connect_s, tot.established,
             tot.failed);
 
@@ -1812,6 +2180,15 @@ int main(int argc, char **argv)
     for (int t = 0; t < T; t++)
         pthread_join(g_workers[t].thread, NULL);
 
+    for (int t = 0; t < T && opt.tls; t++) {
+        if (g_workers[t].tls_version[0] != 0) {
+            memcpy(g_ramp.tls_version, g_workers[t].tls_version, sizeof g_ramp.tls_version);
+            memcpy(g_ramp.tls_cipher, g_workers[t].tls_cipher, sizeof g_ramp.tls_cipher);
+            memcpy(g_ramp.tls_group, g_workers[t].tls_group, sizeof g_ramp.tls_group);
+            break;
+        }
+    }
+
     struct stats sum;
     memset(&sum, 0, sizeof sum);
     for (int t = 0; t < T; t++) {
@@ -1840,6 +2217,11 @@ int main(int argc, char **argv)
         sum.compressed_messages += s->compressed_messages;
         sum.inflated_messages += s->inflated_messages;
         sum.payload_bytes += s->payload_bytes;
+        sum.tls_errors += s->tls_errors;
+        sum.tls_handshakes += s->tls_handshakes;
+        sum.tls_hs_us_sum += s->tls_hs_us_sum;
+        if (s->tls_hs_us_max > sum.tls_hs_us_max)
+            sum.tls_hs_us_max = s->tls_hs_us_max;
         for (unsigned i = 0; i < HIST_BUCKETS; i++)
             sum.hist[i] += s->hist[i];
     }
