@@ -43,6 +43,7 @@
     X(counter, tls_handshakes_total, "TLS handshakes completed")                                           \
     X(counter, tls_handshake_failures_total, "TLS handshakes that failed (bad input, alerts, no common cipher)") \
     X(counter, tls_handshake_timeouts_total, "TLS clients closed for not finishing the handshake in --tls-handshake-timeout-ms") \
+    X(counter, tls_offloads_total, "TLS sessions handed from wolfSSL to ringcast's own ChaCha20-Poly1305 record layer after the handshake") \
     X(counter, tls_plain_http_total, "plain HTTP requests on the TLS port (answered 400 in clear)")        \
     X(gauge, tls_connections, "open connections on the TLS listener")                                     \
     X(gauge, redis_up, "1 while the Redis link is established (only with --redis)")                       \

@@ -40,12 +40,16 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/chacha20_poly1305.h>
 #include <wolfssl/wolfio.h>
 
 #include "shard.h"
 #include "ringcast/util.h"
 
 #define TLS_RECORD 16384           /* plaintext bytes per record we write */
+#define TLS_TAG 16                 /* AEAD tag */
+#define TLS_MAX_IN (16384 + 256)   /* largest ciphertext body a peer may send (RFC 8446 §5.2) */
+enum { CT_ALERT = 21, CT_HANDSHAKE = 22, CT_APPDATA = 23 };
 #define TLS_FLUSH_MAX (256u << 10) /* plaintext encrypted per flush, bounds ciphertext per connection */
 
 /*
@@ -68,8 +72,19 @@ struct rc_tls {
     uint32_t out_head, out_len, out_cap;
     bool started; /* bytes arrived: the first ones decide plain HTTP vs TLS */
     bool handshake_done;
-    bool plain_http;
-    bool close_notify_sent; /* a plaintext request on the TLS port: answered in clear, then closed */
+    bool plain_http; /* a plaintext request on the TLS port: answered in clear, then closed */
+    bool close_notify_sent;
+
+    /* Record boundaries of the bytes fed to wolfSSL: the hand-off below
+     * happens only between two records. */
+    uint8_t trk_hdr[5], trk_hdr_len;
+    uint32_t trk_left;
+
+    /* After the hand-off (ChaCha20-Poly1305 sessions): wolfSSL is freed and
+     * records are sealed and opened here with the session's traffic keys. */
+    bool offloaded, tls13;
+    uint8_t key_tx[32], key_rx[32], iv_tx[12], iv_rx[12];
+    uint64_t seq_tx, seq_rx;
 };
 
 /* ---- I/O callbacks: wolfSSL's only view of the connection ---- */
@@ -232,7 +247,7 @@ int rc_tls_conn_init(struct rc_shard *s, struct rc_conn *c) {
 void rc_tls_conn_free(struct rc_shard *s, struct rc_conn *c) {
     struct rc_tls *t = c->tls;
     if (!t) return;
-    wolfSSL_free(t->ssl);
+    if (t->ssl) wolfSSL_free(t->ssl);
     free(t->cin);
     free(t->out);
     free(t);
@@ -294,9 +309,226 @@ static void handshake_failed(struct rc_shard *s, struct rc_conn *c, int err) {
     }
 }
 
+/* ---- the record layer after the hand-off ----
+ *
+ * A WOLFSSL object costs ~56 KiB per connection in Debian's build (session
+ * with room for a certificate chain, peer certificate, …) and stays for the
+ * connection's life. Once the handshake is over, a ChaCha20-Poly1305 session
+ * needs only its two keys, two IVs and two sequence numbers (RFC 8446 §5.2-3,
+ * RFC 7905): the shard takes them from wolfSSL (the ATOMIC_USER getters
+ * Debian's build exports), frees the WOLFSSL object and seals/opens records
+ * itself with wolfCrypt's ChaCha20-Poly1305, straight from the shared frames
+ * into the connection's ciphertext buffer. AES-GCM sessions (clients without
+ * ChaCha) stay on wolfSSL. A TLS 1.3 KeyUpdate from the client after the
+ * hand-off cannot be followed (no traffic secrets): that connection closes.
+ */
+
+static void track(struct rc_tls *t, const uint8_t *p, size_t n) {
+    while (n) {
+        if (t->trk_left) {
+            size_t k = RC_MIN(n, (size_t)t->trk_left);
+            t->trk_left -= (uint32_t)k;
+            p += k;
+            n -= k;
+            continue;
+        }
+        t->trk_hdr[t->trk_hdr_len++] = *p++;
+        n--;
+        if (t->trk_hdr_len == 5) {
+            t->trk_left = (uint32_t)t->trk_hdr[3] << 8 | t->trk_hdr[4];
+            t->trk_hdr_len = 0;
+        }
+    }
+}
+
+static void make_nonce(uint8_t out[12], const uint8_t iv[12], uint64_t seq) {
+    memcpy(out, iv, 12);
+    for (int i = 0; i < 8; i++) out[4 + i] ^= (uint8_t)(seq >> (56 - 8 * i));
+}
+
+/* Seals one record of `type` holding the n pieces (total bytes) into out. */
+static int seal(struct rc_tls *t, uint8_t type, const struct iovec *v, int n, size_t total) {
+    size_t clen = total + (t->tls13 ? 1 : 0) + TLS_TAG;
+    if (out_reserve(t, 5 + clen) < 0) return -ENOMEM;
+    uint8_t *h = t->out + t->out_len;
+    h[0] = t->tls13 ? CT_APPDATA : type;
+    h[1] = 3;
+    h[2] = 3;
+    h[3] = (uint8_t)(clen >> 8);
+    h[4] = (uint8_t)clen;
+    uint8_t aad[13], nonce[12];
+    size_t aadlen = 5;
+    if (t->tls13) {
+        memcpy(aad, h, 5);
+    } else { /* RFC 5246 6.2.3.3: seq_num + type + version + plaintext length */
+        for (int i = 0; i < 8; i++) aad[i] = (uint8_t)(t->seq_tx >> (56 - 8 * i));
+        aad[8] = type;
+        aad[9] = 3;
+        aad[10] = 3;
+        aad[11] = (uint8_t)(total >> 8);
+        aad[12] = (uint8_t)total;
+        aadlen = 13;
+    }
+    make_nonce(nonce, t->iv_tx, t->seq_tx);
+    ChaChaPoly_Aead a;
+    if (wc_ChaCha20Poly1305_Init(&a, t->key_tx, nonce, CHACHA20_POLY1305_AEAD_ENCRYPT) ||
+        wc_ChaCha20Poly1305_UpdateAad(&a, aad, (word32)aadlen))
+        return -EIO;
+    uint8_t *o = h + 5;
+    for (int i = 0; i < n; i++) {
+        if (v[i].iov_len && wc_ChaCha20Poly1305_UpdateData(&a, v[i].iov_base, o, (word32)v[i].iov_len)) return -EIO;
+        o += v[i].iov_len;
+    }
+    if (t->tls13 && wc_ChaCha20Poly1305_UpdateData(&a, &type, o++, 1)) return -EIO; /* TLSInnerPlaintext.type */
+    if (wc_ChaCha20Poly1305_Final(&a, o)) return -EIO;
+    t->out_len += (uint32_t)(5 + clen);
+    t->seq_tx++;
+    return 0;
+}
+
+/* Takes the session over from wolfSSL when that is possible now: a
+ * ChaCha20-Poly1305 session, nothing buffered anywhere, between records. */
+static void try_offload(struct rc_shard *s, struct rc_conn *c) {
+    struct rc_tls *t = c->tls;
+    WOLFSSL *ssl = t->ssl;
+    if (t->offloaded || !t->handshake_done || t->cin_len || t->in_len || t->trk_left || t->trk_hdr_len) return;
+    if (wolfSSL_pending(ssl) || wolfSSL_GetBulkCipher(ssl) != wolfssl_chacha) return;
+    int v = wolfSSL_GetVersion(ssl);
+    if ((v != WOLFSSL_TLSV1_3 && v != WOLFSSL_TLSV1_2) || wolfSSL_GetKeySize(ssl) != 32 || wolfSSL_GetIVSize(ssl) != 12)
+        return;
+    word64 stx = 0, srx = 0;
+    const unsigned char *ktx = wolfSSL_GetServerWriteKey(ssl), *krx = wolfSSL_GetClientWriteKey(ssl);
+    const unsigned char *itx = wolfSSL_GetServerWriteIV(ssl), *irx = wolfSSL_GetClientWriteIV(ssl);
+    /* (These return !seq on success in 5.5.4, a negative code on bad arguments.) */
+    if (!ktx || !krx || !itx || !irx || wolfSSL_GetSequenceNumber(ssl, &stx) < 0 ||
+        wolfSSL_GetPeerSequenceNumber(ssl, &srx) < 0)
+        return;
+    memcpy(t->key_tx, ktx, 32);
+    memcpy(t->key_rx, krx, 32);
+    memcpy(t->iv_tx, itx, 12);
+    memcpy(t->iv_rx, irx, 12);
+    t->seq_tx = stx;
+    t->seq_rx = srx;
+    t->tls13 = v == WOLFSSL_TLSV1_3;
+    t->offloaded = true;
+    wolfSSL_free(ssl);
+    t->ssl = NULL;
+    RC_METRIC_ADD(&s->metrics, tls_offloads_total, 1);
+}
+
+/* Opens one complete record (rec: header + body, writable) and hands its
+ * plaintext on. Returns false when the connection ended. */
+static bool open_record(struct rc_shard *s, struct rc_conn *c, uint8_t *rec, size_t body) {
+    struct rc_tls *t = c->tls;
+    size_t plen;
+    uint8_t aad[13], nonce[12], type = rec[0];
+    size_t aadlen = 5;
+    uint8_t *p = rec + 5;
+    if (body < TLS_TAG + (t->tls13 ? 1u : 0u)) goto bad;
+    plen = body - TLS_TAG;
+    if (t->tls13) {
+        if (type != CT_APPDATA) goto bad;
+        memcpy(aad, rec, 5);
+    } else {
+        for (int i = 0; i < 8; i++) aad[i] = (uint8_t)(t->seq_rx >> (56 - 8 * i));
+        aad[8] = type;
+        aad[9] = rec[1];
+        aad[10] = rec[2];
+        aad[11] = (uint8_t)(plen >> 8);
+        aad[12] = (uint8_t)plen;
+        aadlen = 13;
+    }
+    make_nonce(nonce, t->iv_rx, t->seq_rx);
+    if (wc_ChaCha20Poly1305_Decrypt(t->key_rx, nonce, aad, (word32)aadlen, p, (word32)plen, p + plen, p) != 0) {
+        RC_DEBUG("conn %u: TLS record failed authentication", c->idx);
+        goto bad;
+    }
+    t->seq_rx++;
+    if (t->tls13) { /* strip the zero padding; the last non-zero byte is the real type */
+        while (plen && p[plen - 1] == 0) plen--;
+        if (!plen) goto bad;
+        type = p[--plen];
+    }
+    switch (type) {
+    case CT_APPDATA:
+        if (plen) rc_conn_on_plain(s, c, p, plen);
+        return c->state != RC_CONN_DEAD;
+    case CT_ALERT:
+        if (plen >= 2 && p[1] == 0) { /* close_notify: the peer is done sending */
+            rc_conn_on_eof(s, c);
+            return false;
+        }
+        RC_DEBUG("conn %u: TLS alert %u from the client", c->idx, plen >= 2 ? p[1] : 0);
+        rc_conn_abort(s, c);
+        return false;
+    case CT_HANDSHAKE: /* TLS 1.3 KeyUpdate (or anything post-handshake) */
+        RC_INFO("conn %u: post-handshake TLS message (type %u) after the record hand-off: closing", c->idx,
+                plen ? p[0] : 0);
+        rc_conn_abort(s, c);
+        return false;
+    default:
+        break;
+    }
+bad:
+    rc_conn_abort(s, c);
+    return false;
+}
+
+static void offloaded_recv(struct rc_shard *s, struct rc_conn *c, const uint8_t *data, size_t len) {
+    struct rc_tls *t = c->tls;
+    uint8_t *scratch = (uint8_t *)s->tls_plain; /* holds one record: 5 + TLS_MAX_IN */
+    for (;;) {
+        if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER || (c->flags & RC_CF_DECODER_DEAD)) return;
+        size_t have = t->cin_len + len;
+        if (have < 5) break;
+        uint8_t hdr[5];
+        for (size_t i = 0; i < 5; i++) hdr[i] = i < t->cin_len ? t->cin[i] : data[i - t->cin_len];
+        size_t body = (size_t)hdr[3] << 8 | hdr[4];
+        if (body > TLS_MAX_IN || hdr[1] != 3) {
+            RC_DEBUG("conn %u: bad TLS record header", c->idx);
+            rc_conn_abort(s, c);
+            return;
+        }
+        if (have < 5 + body) break;
+        size_t from_carry = RC_MIN((size_t)t->cin_len, 5 + body), from_data = 5 + body - from_carry;
+        if (from_carry) { /* (t->cin is NULL while empty) */
+            memcpy(scratch, t->cin, from_carry);
+            memmove(t->cin, t->cin + from_carry, t->cin_len - from_carry);
+            t->cin_len -= (uint32_t)from_carry;
+        }
+        memcpy(scratch + from_carry, data, from_data);
+        data += from_data;
+        len -= from_data;
+        if (!open_record(s, c, scratch, body)) return;
+    }
+    if (len) { /* a partial record: keep it */
+        size_t need = (size_t)t->cin_len + len;
+        if (need > t->cin_cap) {
+            uint8_t *p = realloc(t->cin, need);
+            if (!p) {
+                rc_conn_abort(s, c);
+                return;
+            }
+            t->cin = p;
+            t->cin_cap = (uint32_t)need;
+        }
+        memcpy(t->cin + t->cin_len, data, len);
+        t->cin_len = (uint32_t)need;
+    } else if (!t->cin_len && t->cin) {
+        free(t->cin);
+        t->cin = NULL;
+        t->cin_cap = 0;
+    }
+    kick(s, c);
+}
+
 void rc_tls_on_recv(struct rc_shard *s, struct rc_conn *c, const uint8_t *data, size_t len) {
     struct rc_tls *t = c->tls;
     if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER || (c->flags & RC_CF_DECODER_DEAD)) return;
+    if (t->offloaded) {
+        offloaded_recv(s, c, data, len);
+        return;
+    }
     if (!t->started) {
         t->started = true;
         if (looks_like_http(data, len)) { /* a request line where a TLS record (0x16) belongs */
@@ -304,6 +536,7 @@ void rc_tls_on_recv(struct rc_shard *s, struct rc_conn *c, const uint8_t *data, 
             return;
         }
     }
+    track(t, data, len);
     t->in = data;
     t->in_len = len;
     if (!t->handshake_done) {
@@ -368,6 +601,7 @@ keep_rest:
     }
     t->in = NULL;
     t->in_len = 0;
+    if (c->state != RC_CONN_DEAD && t->handshake_done) try_offload(s, c);
 }
 
 /*
@@ -383,6 +617,24 @@ void rc_tls_flush(struct rc_shard *s, struct rc_conn *c) {
             struct iovec iov[RC_SEND_IOV_MAX];
             size_t total;
             int n = rc_sendq_fill_iov(&c->sq, iov, RC_SEND_IOV_MAX, &total, NULL);
+            if (t->offloaded) { /* seal straight from the shared buffers: no staging copy */
+                struct iovec part[RC_SEND_IOV_MAX];
+                int k = 0;
+                size_t take = 0;
+                for (int i = 0; i < n && take < TLS_RECORD; i++, k++) {
+                    part[k].iov_base = iov[i].iov_base;
+                    part[k].iov_len = RC_MIN(iov[i].iov_len, (size_t)TLS_RECORD - take);
+                    take += part[k].iov_len;
+                }
+                if (take && seal(t, CT_APPDATA, part, k, take) < 0) {
+                    rc_conn_abort(s, c);
+                    return;
+                }
+                rc_sendq_consume(&c->sq, &s->sq_pool, take);
+                RC_METRIC_SUB(&s->metrics, queued_bytes, (uint64_t)take);
+                done += take;
+                continue;
+            }
             /* Gather small buffers into one record; a big one goes as is. */
             size_t take = 0;
             const void *src;
@@ -444,7 +696,13 @@ bool rc_tls_close_notify(struct rc_shard *s, struct rc_conn *c) {
     struct rc_tls *t = c->tls;
     if (!t || !t->handshake_done || t->close_notify_sent || t->plain_http) return false;
     t->close_notify_sent = true;
-    wolfSSL_shutdown(t->ssl); /* writes the alert through tls_send_cb; the peer's reply is not awaited */
+    if (t->offloaded) {
+        uint8_t alert[2] = {1, 0}; /* warning, close_notify */
+        struct iovec v = {alert, 2};
+        if (seal(t, CT_ALERT, &v, 1, 2) < 0) return false;
+    } else {
+        wolfSSL_shutdown(t->ssl); /* writes the alert through tls_send_cb; the peer's reply is not awaited */
+    }
     if (!rc_tls_out_pending(c)) return false;
     kick(s, c);
     return true;

@@ -545,6 +545,39 @@ def test_wss_versions_and_key_types(start_server, pki, leaf_name, version):  # n
     c.close()
 
 
+@pytest.mark.parametrize("version,cipher,offloaded", [
+    ("TLSv1.3", None, True),                          # TLS_CHACHA20_POLY1305_SHA256
+    ("TLSv1.2", "ECDHE-RSA-CHACHA20-POLY1305", True),
+    ("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256", False),  # AES-GCM stays on wolfSSL
+])
+def test_record_layer_hand_off(start_server, pki, version, cipher, offloaded):  # noqa: F811
+    """After the handshake a ChaCha20-Poly1305 session leaves wolfSSL (its
+    ~56 KiB object is freed) for ringcast's own record layer; AES-GCM
+    sessions stay. Either way big and small messages cross intact both ways
+    and the close ends with close_notify."""
+    s = start_tls(start_server, pki.rsa.chain, pki.rsa.key, "--echo")
+    ctx = pki.client_context()
+    ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version.replace("TLSv1.", "TLSv1_"))
+    if cipher:
+        ctx.set_ciphers(cipher)
+    before = metrics(s)["ringcast_tls_offloads_total"]
+    e = Wss(f"wss://localhost:{s.tls_port}/echo", ctx, compression=None)
+    assert e.tls.version() == version
+    for n in (0, 1, 125, 16_000, 16_384, 16_385, 70_000, 1 << 20):
+        m = os.urandom(n)
+        e.send(m)
+        assert e.recv() == m, n
+    c = WssSub(s, ctx, ["tls:handoff"], compression=None)
+    texts = [msg_text("tls:handoff", i, n) for i, n in enumerate([80, 20_000, 300_000])]
+    for t in texts:
+        publish_plain(s, "tls:handoff", t)
+    c.expect(texts)
+    assert metrics(s)["ringcast_tls_offloads_total"] - before == (2 if offloaded else 0)
+    e.close()
+    assert e.close_code == 1000
+    c.close()
+
+
 def test_https_endpoints(start_server, pki, ctx):  # noqa: F811
     s = start_tls(start_server, pki.rsa.chain, pki.rsa.key, "--echo")
     status, hdrs, body = https(s, "GET", "/healthz", ctx=ctx)
