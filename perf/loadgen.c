@@ -2017,6 +2017,16 @@ static void write_json(FILE *f, const struct stats *st, const struct totals *tot
             percentile(st->hist, st->lat_count, st->lat_max, 0.99),
             percentile(st->hist, st->lat_count, st->lat_max, 0.999), st->lat_max,
             st->lat_count ? (double)st->lat_sum / (double)st->lat_count : 0.0, st->lat_count, st->neg_latency);
+    /* The latency histogram itself ([bucket value µs, count], non-empty
+     * buckets), so runs over several loadgen processes can be merged into
+     * exact percentiles and plotted. */
+    fprintf(f, "  \"latency_hist\": [");
+    for (unsigned i = 0, first = 1; i < HIST_BUCKETS; i++) {
+        if (!st->hist[i]) continue;
+        fprintf(f, "%s[%" PRIu64 ", %" PRIu64 "]", first ? "" : ", ", hist_value(i), st->hist[i]);
+        first = 0;
+    }
+    fprintf(f, "],\n");
     fprintf(f, "  \"connect_s\": %.3f,\n", connect_s);
     fprintf(f, "  \"other_messages\": %" PRIu64 ",\n", st->other_messages);
     fprintf(f, "  \"pings\": %" PRIu64 ",\n", st->pings);
