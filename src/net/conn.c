@@ -832,9 +832,7 @@ static void carry_drop(struct rc_conn *c) {
 }
 
 void rc_conn_on_recv(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len) {
-    if (c->tls) {
-        c->last_rx_s = s->clock_s;
-        c->flags &= ~RC_CF_PINGED;
+    if (c->tls) { /* liveness counts from the decrypted bytes (rc_conn_on_plain) */
         rc_tls_on_recv(s, c, data, len);
         return;
     }

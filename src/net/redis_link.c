@@ -143,7 +143,6 @@ struct rc_redis {
 
     enum rl_state state;
     bool established; /* Redis confirmed a subscription on this link: it works (AUTH included) */
-    bool ever_up;
     uint64_t retry_at_ms, backoff_ms, setup_deadline_ms;
     unsigned attempts; /* failed attempts since the last success, for logs and seed rotation */
     uint64_t rng;
@@ -425,15 +424,19 @@ static void link_fail(struct rc_redis *r, const char *fmt, ...) {
     count_channels(r);
 }
 
+#define RL_CHANNEL_MAX (RC_REDIS_PREFIX_LEN + RC_TOPIC_MAX_LEN)
+
+/* Writes topic name's channel into ch (RL_CHANNEL_MAX bytes) and returns
+ * the node serving it: the master of its slot, or the only node. */
+static unsigned channel_node(const struct rc_redis *r, const char *name, size_t len, char *ch) {
+    memcpy(ch, RC_REDIS_PREFIX, RC_REDIS_PREFIX_LEN);
+    memcpy(ch + RC_REDIS_PREFIX_LEN, name, len);
+    return r->sharded ? r->slot_node[rc_redis_slot(ch, RC_REDIS_PREFIX_LEN + len)] : 0;
+}
+
 static struct rl_conn *sub_conn_for(struct rc_redis *r, const char *name, size_t len) {
-    unsigned node = 0;
-    if (r->sharded) {
-        char ch[RC_REDIS_PREFIX_LEN + RC_TOPIC_MAX_LEN + 1];
-        memcpy(ch, RC_REDIS_PREFIX, RC_REDIS_PREFIX_LEN);
-        memcpy(ch + RC_REDIS_PREFIX_LEN, name, len);
-        node = r->slot_node[rc_redis_slot(ch, RC_REDIS_PREFIX_LEN + len)];
-    }
-    return &r->conns[2 * node + RL_SUB];
+    char ch[RL_CHANNEL_MAX];
+    return &r->conns[2 * channel_node(r, name, len, ch) + RL_SUB];
 }
 
 static void send_sub(struct rc_redis *r, struct rl_chan *ch, bool subscribe) {
@@ -480,7 +483,6 @@ static void established(struct rc_redis *r) {
     r->established = true;
     r->backoff_ms = 0;
     r->attempts = 0;
-    r->ever_up = true;
     RC_METRIC_ADD(M(r), redis_connects_total, 1);
     set_up(r, true);
     RC_INFO("redis: connected to %s%s (%u channel%s%s)", r->where, r->sharded ? " (cluster, sharded pub/sub)" : "",
@@ -906,17 +908,13 @@ int rc_redis_publish(struct rc_redis *r, const char *topic, size_t len, const vo
         return -EAGAIN;
     }
     if (broadcast) len = 0;
-    unsigned node = 0;
-    char stack[RC_REDIS_PREFIX_LEN + RC_TOPIC_MAX_LEN + 1];
-    memcpy(stack, RC_REDIS_PREFIX, RC_REDIS_PREFIX_LEN);
-    memcpy(stack + RC_REDIS_PREFIX_LEN, topic, len);
-    if (r->sharded) node = r->slot_node[rc_redis_slot(stack, RC_REDIS_PREFIX_LEN + len)];
-    struct rl_conn *c = &r->conns[2 * node + RL_PUB];
+    char ch[RL_CHANNEL_MAX];
+    struct rl_conn *c = &r->conns[2 * channel_node(r, topic, len, ch) + RL_PUB];
     if (rc_rbuf_pending(&c->out) > RL_OUT_MAX) {
         RC_METRIC_ADD(M(r), redis_publish_rejected_total, 1);
         return -ENOBUFS;
     }
-    const char *argv[3] = {r->sharded ? "SPUBLISH" : "PUBLISH", stack, data};
+    const char *argv[3] = {r->sharded ? "SPUBLISH" : "PUBLISH", ch, data};
     size_t lens[3] = {r->sharded ? 8u : 7u, RC_REDIS_PREFIX_LEN + len, dlen};
     if (rc_rbuf_command(&c->out, 3, argv, lens) < 0) return -ENOMEM;
     c->publishes++;

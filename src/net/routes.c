@@ -170,26 +170,28 @@ static int count_item(void *arg, const struct rc_pub_item *it) {
 }
 
 /* With --redis, a publish goes through Redis: refused (503) while the link
- * is down, so a 2xx always means every node will get it. `items` messages
- * are counted as refused. */
-static bool redis_refuses(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req, size_t items) {
-    if (!s->srv->redis || atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed)) return false;
+ * is down, so a 2xx always means every node will get it. */
+static bool redis_down(const struct rc_shard *s) {
+    return s->srv->redis && !atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed);
+}
+
+/* The 503 for `items` refused messages (counted). */
+static void redis_refuse(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req, size_t items) {
     RC_METRIC_ADD(&s->metrics, redis_publish_rejected_total, items);
     rc_http_respond_error(s, c, 503, "redis unavailable: nothing was published", "Retry-After: 1\r\n", req->keep_alive);
-    return true;
 }
 
 static void route_publish(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                           const uint8_t *body, size_t body_len) {
     char err[160];
     struct publish_ctx x = {s};
-    if (s->srv->redis && !atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed)) {
+    if (redis_down(s)) {
         size_t items = 0; /* bad input still gets its 400; a valid body is counted, item by item */
         if (rc_publish_parse((const char *)body, body_len, RC_PUBLISH_MAX_ITEMS, count_item, &items, err, sizeof err) < 0) {
             rc_http_respond_error(s, c, 400, err, NULL, req->keep_alive);
             return;
         }
-        redis_refuses(s, c, req, items);
+        redis_refuse(s, c, req, items);
         return;
     }
     ssize_t n = rc_publish_parse((const char *)body, body_len, RC_PUBLISH_MAX_ITEMS, publish_item, &x, err, sizeof err);
@@ -211,7 +213,10 @@ static void route_publish(struct rc_shard *s, struct rc_conn *c, const struct rc
 static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                           const uint8_t *body, size_t body_len) {
     char when[32];
-    if (redis_refuses(s, c, req, 1)) return;
+    if (redis_down(s)) {
+        redis_refuse(s, c, req, 1);
+        return;
+    }
     rc_iso8601_now(when);
     const char *message = "test";
     cJSON *root = NULL;

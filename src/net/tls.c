@@ -474,6 +474,30 @@ bad:
     return false;
 }
 
+/* Appends n bytes of input to the carry (the recv buffer they sit in is
+ * recycled); with nothing to keep, an empty carry's memory goes: idle
+ * connections hold no input buffer. Returns 0 or -ENOMEM. */
+static int carry_rest(struct rc_tls *t, const uint8_t *p, size_t n) {
+    if (!n) {
+        if (!t->cin_len && t->cin) {
+            free(t->cin);
+            t->cin = NULL;
+            t->cin_cap = 0;
+        }
+        return 0;
+    }
+    size_t need = (size_t)t->cin_len + n;
+    if (need > t->cin_cap) {
+        uint8_t *q = realloc(t->cin, need);
+        if (!q) return -ENOMEM;
+        t->cin = q;
+        t->cin_cap = (uint32_t)need;
+    }
+    memcpy(t->cin + t->cin_len, p, n);
+    t->cin_len = (uint32_t)need;
+    return 0;
+}
+
 static void offloaded_recv(struct rc_shard *s, struct rc_conn *c, const uint8_t *data, size_t len) {
     struct rc_tls *t = c->tls;
     uint8_t *scratch = (uint8_t *)s->tls_plain; /* holds one record: 5 + TLS_MAX_IN */
@@ -501,23 +525,9 @@ static void offloaded_recv(struct rc_shard *s, struct rc_conn *c, const uint8_t 
         len -= from_data;
         if (!open_record(s, c, scratch, body)) return;
     }
-    if (len) { /* a partial record: keep it */
-        size_t need = (size_t)t->cin_len + len;
-        if (need > t->cin_cap) {
-            uint8_t *p = realloc(t->cin, need);
-            if (!p) {
-                rc_conn_abort(s, c);
-                return;
-            }
-            t->cin = p;
-            t->cin_cap = (uint32_t)need;
-        }
-        memcpy(t->cin + t->cin_len, data, len);
-        t->cin_len = (uint32_t)need;
-    } else if (!t->cin_len && t->cin) {
-        free(t->cin);
-        t->cin = NULL;
-        t->cin_cap = 0;
+    if (carry_rest(t, data, len) < 0) { /* a partial record waits for its rest */
+        rc_conn_abort(s, c);
+        return;
     }
     kick(s, c);
 }
@@ -581,23 +591,9 @@ void rc_tls_on_recv(struct rc_shard *s, struct rc_conn *c, const uint8_t *data, 
     kick(s, c); /* alerts, key updates */
 keep_rest:
     /* Bytes wolfSSL did not ask for yet (the recv buffer is recycled). */
-    if (t->in_len && c->state != RC_CONN_DEAD) {
-        size_t need = (size_t)t->cin_len + t->in_len;
-        if (need > t->cin_cap) {
-            uint8_t *p = realloc(t->cin, need);
-            if (!p) {
-                rc_conn_abort(s, c);
-                return;
-            }
-            t->cin = p;
-            t->cin_cap = (uint32_t)need;
-        }
-        memcpy(t->cin + t->cin_len, t->in, t->in_len);
-        t->cin_len = (uint32_t)need;
-    } else if (!t->cin_len && t->cin) {
-        free(t->cin); /* idle connections hold no input buffer */
-        t->cin = NULL;
-        t->cin_cap = 0;
+    if (c->state != RC_CONN_DEAD && carry_rest(t, t->in, t->in_len) < 0) {
+        rc_conn_abort(s, c);
+        return;
     }
     t->in = NULL;
     t->in_len = 0;
@@ -716,8 +712,3 @@ void rc_tls_on_eof(struct rc_shard *s, struct rc_conn *c) {
 }
 
 bool rc_tls_handshake_done(const struct rc_conn *c) { return c->tls && c->tls->handshake_done; }
-
-size_t rc_tls_conn_bytes(const struct rc_conn *c) {
-    const struct rc_tls *t = c->tls;
-    return t ? sizeof *t + t->cin_cap + t->out_cap : 0;
-}
