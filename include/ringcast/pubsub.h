@@ -55,10 +55,14 @@ struct rc_subset_item {
 };
 
 /* A connection's subscriptions, in the order they were made. A zeroed
- * struct is an empty set. */
+ * struct is an empty set. The first subscription lives in `one` (items
+ * points at it while cap is 1): most connections hold one topic, and an idle
+ * connection then costs no allocation for its set. A set holding items must
+ * not be moved or copied. */
 struct rc_subset {
     struct rc_subset_item *items;
     uint32_t n, cap;
+    struct rc_subset_item one;
 };
 
 typedef bool (*rc_conflate_fn)(const char *name, size_t len, void *ctx);

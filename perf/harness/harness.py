@@ -222,6 +222,56 @@ def rss_bytes(pids):
     return total
 
 
+def open_fds(pids):
+    total = 0
+    for p in pids:
+        try:
+            total += len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            pass
+    return total
+
+
+class RampSampler:
+    """(open fds, RSS) of the server every `period` s while the load generators ramp up, for the
+    marginal memory per connection: the slope of RSS against open connections over the second
+    half of the ramp. The average (RSS at the end − RSS before the first connection) ÷ connections
+    also charges each connection with fixed costs first touched under load — the pages of the
+    provided recv buffer pool (1,024 × 16 KiB per shard), arena growth — which do not grow with
+    connections and are paid once per process; at 100,000 idle connections over 7 processes
+    (RLIMIT_NOFILE) they are paid 7 times. The slope is what one more connection costs."""
+
+    def __init__(self, server, period=0.5):
+        self.server, self.period, self.points = server, period, []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        pids = tree_pids(self.server.roots)
+        self.points.append((open_fds(pids), rss_bytes(pids)))
+
+    def run(self):
+        while not self.done.wait(self.period):
+            self.sample()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+
+
+def marginal_bytes_per_conn(points, fds_base, conns):
+    """Least-squares slope of RSS over open fds, from points past 40 % of the connections; None
+    unless they span at least a quarter of them."""
+    pts = [(f, r) for f, r in points if f - fds_base >= 0.4 * conns]
+    if len(pts) < 3 or max(f for f, _ in pts) - min(f for f, _ in pts) < 0.25 * conns:
+        return None
+    n = len(pts)
+    mf, mr = sum(f for f, _ in pts) / n, sum(r for _, r in pts) / n
+    var = sum((f - mf) ** 2 for f, _ in pts)
+    return sum((f - mf) * (r - mr) for f, r in pts) / var if var else None
+
+
 def mem_available():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -480,19 +530,21 @@ def run_one(a, scenario, sc, name, conns, outdir, nofile):
     log(f"{name}, {conns} conns: " + " ".join(cmds[0][0]) + (f"  (× {len(cmds)} processes)" if len(cmds) > 1 else "")
         + (f"  (cluster of {nprocs} workers)" if name == "node" and nprocs > 1 else ""))
     server = ServerGroup(cmds, outdir / f"server-{tag}.log")
-    res, flame = [], None
+    res, flame, ramp = [], None, None
     sample = {}
     try:
         server.wait_listening(port)
         time.sleep(1.0 if nprocs > 1 or name == "node" else 0.5)  # cluster workers, JIT warm-up, first allocations
         pids = tree_pids(server.roots)
         sample["rss_base"] = rss_bytes(pids)
+        sample["fds_base"] = open_fds(pids)
         sample["mem_avail0"] = mem_available()
         lgs = loadgen_cmds(a, scenario, sc, port, conns, nlg, outdir, tag)
         events = queue.Queue()
         procs = []
         lg_log = open(outdir / f"loadgen-{tag}.log", "w")
         sample["cpu_r0"], sample["t_r0"], sample["lg_cpu_r0"] = cpu_ns(pids), time.monotonic(), 0
+        ramp = RampSampler(server)
         for i, (cmd, _) in enumerate(lgs):
             if i == 0:
                 log(" ".join(cmd) + (f"  (× {len(lgs)} loadgen processes)" if len(lgs) > 1 else ""))
@@ -514,6 +566,7 @@ def run_one(a, scenario, sc, name, conns, outdir, nofile):
                 pids = sample["pids"]
                 sample["cpu1"], sample["t1"], sample["busy1"] = cpu_ns(pids), time.monotonic(), bf.machine_busy_ns()
                 sample["rss_end"] = rss_bytes(tree_pids(server.roots))
+                ramp.sample()  # the steady end point
                 sample["mem_avail1"] = mem_available()
                 if flame:
                     flame.stop()
@@ -556,6 +609,8 @@ def run_one(a, scenario, sc, name, conns, outdir, nofile):
                             except ProcessLookupError:
                                 pass
                     sample["rss_ramp"] = rss_bytes(pids)
+                    ramp.stop()
+                    ramp.sample()
             elif line == "WINDOW START":
                 started.add(i)
             if "t0" not in sample and len(started | gone) == len(procs) and started:
@@ -576,6 +631,8 @@ def run_one(a, scenario, sc, name, conns, outdir, nofile):
                 res.append(json.loads(js.read_text()))
         server_alive = server.alive()
     finally:
+        if ramp:
+            ramp.stop()
         if flame:
             flame.stop()
         server_rcs = server.stop()
@@ -618,7 +675,9 @@ def run_one(a, scenario, sc, name, conns, outdir, nofile):
         "deflate_negotiated": sum(r["deflate_negotiated"] for r in res),
         "rss_base_bytes": sample["rss_base"],
         "rss_end_bytes": sample["rss_end"],
-        "rss_bytes_per_conn": (sample["rss_end"] - sample["rss_base"]) / conns_open if conns_open else None,
+        "rss_bytes_per_conn": marginal_bytes_per_conn(ramp.points, sample["fds_base"], conns),
+        "rss_avg_bytes_per_conn": (sample["rss_end"] - sample["rss_base"]) / conns_open if conns_open else None,
+        "rss_ramp_points": ramp.points,
         "rss_total_bytes_per_conn": sample["rss_end"] / conns_open if conns_open else None,
         "machine_mem_bytes_per_conn": (sample["mem_avail0"] - sample["mem_avail1"]) / conns_open if conns_open else None,
         "connect_s": max(r["connect_s"] for r in res),
@@ -709,8 +768,8 @@ def tables(scenario, runs, conns_list):
                     f"{ratio(r['rss_bytes_per_conn'], rc and rc['rss_bytes_per_conn']) if r['server'] != 'ringcast' else '1'} | "
                     f"{fmt(r['server_cpu_pct'])} | {fmt(r['loadgen_cpu_pct'])} | {fmt(r['softirq_cpu_pct'])} |")
     elif scenario == "idle":
-        head = ("| server | conns open | server procs | RSS base MB | RSS end MB | RSS B/conn (end − base) | × ringcast "
-                "| RSS total B/conn | machine B/conn | idle CPU % |")
+        head = ("| server | conns open | server procs | RSS base MB | RSS end MB | RSS B/conn (marginal) | × ringcast "
+                "| RSS B/conn (end − base) | RSS total B/conn | machine B/conn | idle CPU % |")
         lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
         for c in conns_list:
             rc = by(runs, "ringcast", c)
@@ -720,6 +779,7 @@ def tables(scenario, runs, conns_list):
                     f"{r['rss_base_bytes'] / 2**20:.1f} | {r['rss_end_bytes'] / 2**20:.1f} | "
                     f"{fmt(r['rss_bytes_per_conn'])} | "
                     f"{ratio(r['rss_bytes_per_conn'], rc and rc['rss_bytes_per_conn']) if r['server'] != 'ringcast' else '1'} | "
+                    f"{fmt(r['rss_avg_bytes_per_conn'])} | "
                     f"{fmt(r['rss_total_bytes_per_conn'])} | {fmt(r['machine_mem_bytes_per_conn'])} | "
                     f"{fmt(r['server_cpu_pct'], '.1f')} |")
     else:  # connect-storm
@@ -755,8 +815,9 @@ def summary_lines(scenario, runs, conns_list):
                            f"per delivery, {ratio(r['rss_bytes_per_conn'], rc['rss_bytes_per_conn'])} its memory "
                            f"per connection")
     if scenario == "idle" and rc and rc["rss_bytes_per_conn"] is not None:
-        out.append(f"ringcast: {rc['rss_bytes_per_conn']:,.0f} B of RSS per idle connection at {rc['conns_open']:,} "
-                   f"(target ≤ 400 B)")
+        out.append(f"ringcast: {rc['rss_bytes_per_conn']:,.0f} B of RSS per additional idle connection at "
+                   f"{rc['conns_open']:,} (target ≤ 400 B); {fmt(rc['rss_avg_bytes_per_conn'])} B averaged with the "
+                   f"fixed costs of its {rc['server_processes']} process(es)")
         for r in runs:
             if r["conns"] == c and r["server"] != "ringcast" and r["rss_bytes_per_conn"]:
                 out.append(f"{r['server']}: {ratio(r['rss_bytes_per_conn'], rc['rss_bytes_per_conn'])} ringcast's "
@@ -835,7 +896,7 @@ def plots(scenario, runs, conns_list, outdir):
             fig.savefig(outdir / fname, dpi=110)
             plt.close(fig)
             made.append((fname, ylabel.capitalize()))
-    key, ylabel = (("rss_bytes_per_conn", "RSS bytes per connection (end − baseline)") if scenario == "idle"
+    key, ylabel = (("rss_bytes_per_conn", "RSS bytes per additional connection (slope over the ramp)") if scenario == "idle"
                    else ("handshakes_per_s", "handshakes/s") if scenario == "connect-storm" else (None, None))
     if key:
         fig, ax = plt.subplots(figsize=(8, 4.5))

@@ -54,6 +54,11 @@ void rc_conn_set_deadline(struct rc_shard *s, struct rc_conn *c, uint64_t deadli
 
 /* ---- allocation ---- */
 
+/* An idle subscriber costs this struct (one malloc chunk of 240 B), its
+ * rc_sub in the topic's array, and 24 B of per-shard slot tables: the
+ * idle-memory budget (perf/run idle, docs/performance.md). Grow it knowingly. */
+_Static_assert(sizeof(struct rc_conn) <= 232, "struct rc_conn outgrew its 240-byte malloc chunk");
+
 struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls) {
     if (s->nfree == 0) return NULL;
     struct rc_conn *c = calloc(1, sizeof *c);

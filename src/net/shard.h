@@ -73,7 +73,9 @@ struct rc_conn {
     uint8_t endpoint;
     uint16_t flags;
     uint16_t inflight; /* io_uring requests not yet completed */
-    uint16_t http_status_pending; /* unused yet */
+    uint16_t sending_nodes; /* queue nodes the SENDMSG in flight covers: never dropped */
+    uint8_t topic_key;      /* enum rc_topic_key the client last used, for acks */
+    uint8_t pmd_bits;       /* permessage-deflate negotiated: our window bits (8..15); 0 = off */
     struct rc_ws_decoder dec;
 
     /* Bytes of an incomplete request head, frame header or control frame,
@@ -99,10 +101,7 @@ struct rc_conn {
     struct rc_subset subs;  /* topics, in subscription order */
     uint32_t ws_pos;        /* index in shard->wsconns */
     uint32_t last_rx_s;     /* shard clock (s) of the last bytes received: liveness */
-    uint16_t sending_nodes; /* queue nodes the SENDMSG in flight covers: never dropped */
-    uint8_t topic_key;      /* enum rc_topic_key the client last used, for acks */
     struct rc_tls *tls;     /* TLS state (tls.c) on the --tls-listen port; NULL on plain TCP */
-    uint8_t pmd_bits;       /* permessage-deflate negotiated: our window bits (8..15); 0 = off */
 };
 
 struct rc_server;

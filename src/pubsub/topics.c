@@ -120,10 +120,18 @@ bool rc_subset_has(const struct rc_subset *set, const char *name, size_t len) {
 
 int rc_subset_add(struct rc_topic_table *t, struct rc_subset *set, void *conn, const char *name, size_t len) {
     if (find_in_set(set, name, len) >= 0) return 0;
-    if (set->n == set->cap) {
-        uint32_t cap = set->cap ? set->cap * 2 : 4;
-        struct rc_subset_item *items = realloc(set->items, cap * sizeof *items);
-        if (!items) return -ENOMEM;
+    if (set->cap == 0) {
+        set->items = &set->one;
+        set->cap = 1;
+    } else if (set->n == set->cap) {
+        uint32_t cap = set->cap == 1 ? 4 : set->cap * 2;
+        struct rc_subset_item *items;
+        if (set->items == &set->one) {
+            if (!(items = malloc(cap * sizeof *items))) return -ENOMEM;
+            items[0] = set->one;
+        } else if (!(items = realloc(set->items, cap * sizeof *items))) {
+            return -ENOMEM;
+        }
         set->items = items;
         set->cap = cap;
     }
@@ -176,6 +184,6 @@ int rc_subset_remove(struct rc_topic_table *t, struct rc_subset *set, const char
 
 void rc_subset_clear(struct rc_topic_table *t, struct rc_subset *set) {
     for (uint32_t i = set->n; i-- > 0;) unlink_item(t, &set->items[i]);
-    free(set->items);
+    if (set->items != &set->one) free(set->items);
     memset(set, 0, sizeof *set);
 }

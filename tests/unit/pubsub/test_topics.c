@@ -78,6 +78,27 @@ int main(void) {
     CHECK(rc_topic_find(&t, "px:BTC", 6, rc_topic_hash("px:BTC", 6)) == NULL);
     CHECK(consistent(sets, N));
 
+    /* the first subscription is held inline (no allocation); the second
+     * moves it to the heap with its topic's back-index intact; emptied by
+     * removals, the set keeps its array and takes topics again */
+    struct rc_subset one = {0};
+    CHECK_EQ(rc_subset_add(&t, &one, &one, "in:A", 4), 1);
+    CHECK(one.items == &one.one && one.cap == 1 && one.n == 1);
+    struct rc_topic *ta = one.items[0].topic;
+    CHECK(ta->subs[one.items[0].pos].set == &one && ta->subs[one.items[0].pos].pos == 0);
+    CHECK_EQ(rc_subset_add(&t, &one, &one, "in:A", 4), 0);
+    CHECK_EQ(rc_subset_add(&t, &one, &one, "in:B", 4), 1);
+    CHECK(one.items != &one.one && one.cap == 4 && one.n == 2);
+    CHECK(one.items[0].topic == ta && ta->subs[one.items[0].pos].pos == 0);
+    CHECK_EQ(rc_subset_remove(&t, &one, "in:A", 4), 1);
+    CHECK(one.n == 1 && one.items[0].topic->subs[one.items[0].pos].pos == 0);
+    CHECK_EQ(rc_subset_remove(&t, &one, "in:B", 4), 1);
+    CHECK_EQ(rc_subset_add(&t, &one, &one, "in:C", 4), 1);
+    CHECK(rc_subset_has(&one, "in:C", 4) && !rc_subset_has(&one, "in:A", 4));
+    rc_subset_clear(&t, &one);
+    CHECK(one.n == 0 && one.items == NULL);
+    CHECK(rc_topic_find(&t, "in:C", 4, rc_topic_hash("in:C", 4)) == NULL);
+
     /* growth: many topics, then all gone */
     struct rc_subset big = {0};
     for (int i = 0; i < 5000; i++) {
