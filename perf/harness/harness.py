@@ -544,7 +544,7 @@ def run_one(a, scenario, sc, name, conns, outdir, nofile):
         procs = []
         lg_log = open(outdir / f"loadgen-{tag}.log", "w")
         sample["cpu_r0"], sample["t_r0"], sample["lg_cpu_r0"] = cpu_ns(pids), time.monotonic(), 0
-        ramp = RampSampler(server)
+        ramp = RampSampler(server, period=max(0.01, min(0.5, conns / a.connect_rate / 20)))
         for i, (cmd, _) in enumerate(lgs):
             if i == 0:
                 log(" ".join(cmd) + (f"  (× {len(lgs)} loadgen processes)" if len(lgs) > 1 else ""))
@@ -956,7 +956,9 @@ def main():
                     "connect-storm 1000000)")
     ap.add_argument("--connect-timeout", type=float, help="s for a connection to be upgraded (default 30, idle and connect-storm 60)")
     ap.add_argument("--loadgen-threads", type=int, help="threads per loadgen process (default 1; connect-storm 2)")
-    ap.add_argument("--shards", type=int, default=2, help="ringcast --shards")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="ringcast --shards (default 1: the load generator needs the other CPU of this 2-CPU "
+                         "machine; perf/harness/README.md)")
     ap.add_argument("--batch-ms", type=int, default=0, help="ringcast --batch-ms")
     ap.add_argument("--server-bin", help="ringcast binary (default: ./dev.sh build --prefix perf/build/ringcast)")
     ap.add_argument("--server-arg", action="append", default=[], help="extra ringcast flag (repeatable)")
@@ -964,8 +966,8 @@ def main():
     ap.add_argument("--procs", type=int, default=0,
                     help="server processes sharing the port (default: as many as RLIMIT_NOFILE needs)")
     ap.add_argument("--floor-procs", type=int, default=0,
-                    help="floor processes sharing the port (one thread and io_uring each; default 1, or as many "
-                         "as RLIMIT_NOFILE needs)")
+                    help="floor processes sharing the port (one thread and io_uring each; default 1, the least CPU "
+                         "per delivery here, or as many as RLIMIT_NOFILE needs)")
     ap.add_argument("--flamegraph", action="store_true", help="perf record -g each server in its window → SVG")
     ap.add_argument("--perf-freq", type=int, default=499, help="perf record -F (default 499 Hz)")
     ap.add_argument("--call-graph", default="dwarf,16384", help="perf --call-graph: fp or dwarf[,size] (default dwarf)")
@@ -1075,8 +1077,9 @@ def main():
         md += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     md += ["Columns: CPU-ns/delivery = server utime+stime (all threads and processes, /proc/PID/stat) in the "
            "window ÷ deliveries the subscribers counted; × ringcast / × floor = that figure over ringcast's / the "
-           "floor's; RSS B/conn = (VmRSS at the end of the window − VmRSS before the first connection) ÷ open "
-           "connections; softirq = the kernel's loopback TCP work, charged to no process. Peers: perf/peers/; "
+           "floor's; RSS B/conn = what one more connection costs: the slope of the server's VmRSS against its open "
+           "fds over the ramp (the average (end − before the first connection) ÷ connections is "
+           "rss_avg_bytes_per_conn in results.json, and a column of the idle table); softirq = the kernel's loopback TCP work, charged to no process. Peers: perf/peers/; "
            "floor: perf/floor.c.", ""]
     for fname, title in made:
         md += [f"## {title}", "", f"![{title}]({fname})", ""]
