@@ -234,8 +234,8 @@ def open_fds(pids):
 
 class RampSampler:
     """(open fds, RSS) of the server every `period` s while the load generators ramp up, for the
-    marginal memory per connection: the slope of RSS against open connections over the second
-    half of the ramp. The average (RSS at the end − RSS before the first connection) ÷ connections
+    marginal memory per connection: the slope of RSS against open connections from 40 % of
+    them to the end of the window. The average (RSS at the end − RSS before the first connection) ÷ connections
     also charges each connection with fixed costs first touched under load — the pages of the
     provided recv buffer pool (1,024 × 16 KiB per shard), arena growth — which do not grow with
     connections and are paid once per process; at 100,000 idle connections over 7 processes
@@ -896,7 +896,7 @@ def plots(scenario, runs, conns_list, outdir):
             fig.savefig(outdir / fname, dpi=110)
             plt.close(fig)
             made.append((fname, ylabel.capitalize()))
-    key, ylabel = (("rss_bytes_per_conn", "RSS bytes per additional connection (slope over the ramp)") if scenario == "idle"
+    key, ylabel = (("rss_bytes_per_conn", "RSS bytes per added connection") if scenario == "idle"
                    else ("handshakes_per_s", "handshakes/s") if scenario == "connect-storm" else (None, None))
     if key:
         fig, ax = plt.subplots(figsize=(8, 4.5))
