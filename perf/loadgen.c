@@ -153,6 +153,7 @@ struct options {
     const char *tls_sni;
     const char *tls_ciphers; /* wolfSSL cipher list (NULL = wolfSSL's default) */
     const char *tls_version; /* "1.2", "1.3" or NULL (highest both sides have) */
+    bool rx_timestamps;      /* SO_TIMESTAMPNS: also measure to the kernel's receive time */
 };
 
 static struct options opt = {
@@ -339,9 +340,16 @@ struct conn {
     size_t tin_len;
 };
 
+/* A latency distribution, µs. */
+struct lat {
+    uint64_t count, sum, max, negative;
+    uint64_t hist[HIST_BUCKETS];
+};
+
 struct stats {
     uint64_t deliveries, bytes, lost, dup;
-    uint64_t lat_count, lat_sum, lat_max, neg_latency;
+    struct lat lat;  /* receive (after this process read and decoded the message) − the message's ts */
+    struct lat klat; /* --rx-timestamps: the kernel's receive timestamp of the read − ts */
     /* errors, whole run (not only the window) */
     uint64_t server_closes, socket_errors, protocol_errors, rsv1_frames, parse_errors, unexpected_topic,
         error_messages;
@@ -352,7 +360,6 @@ struct stats {
     /* --tls: errors after the handshake (whole run), handshake times */
     uint64_t tls_errors;
     uint64_t tls_handshakes, tls_hs_us_sum, tls_hs_us_max;
-    uint64_t hist[HIST_BUCKETS];
 };
 
 /* A compressed payload this worker inflated, and the result's head and length. */
@@ -375,6 +382,7 @@ struct worker {
     double rate;         /* this worker's share of --connect-rate */
     uint64_t rng;
     uint8_t *rbuf;
+    int64_t rx_us; /* --rx-timestamps: kernel receive time (µs, wall) of the read being decoded; -1 = none */
     uint8_t *pbuf; /* --tls: plaintext out of wolfSSL_read */
     double last_timeout_scan;
     /* --deflate only */
@@ -623,6 +631,8 @@ static void conn_start(struct worker *w, struct conn *c)
     c->state = C_CONNECTING;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (opt.rx_timestamps && setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) < 0)
+        fprintf(stderr, "loadgen: SO_TIMESTAMPNS: %s\n", strerror(errno));
     if (opt.nsrc > 0) {
         /* The port is picked at connect() time for the full 4-tuple, so each
          * source address adds its own ~28K ephemeral ports per destination. */
@@ -901,17 +911,28 @@ static bool parse_u64(const char **p, const char *end, uint64_t *out)
     return true;
 }
 
-static void record_latency(struct stats *st, int64_t lat)
+static void record_latency(struct lat *l, int64_t us)
 {
-    if (lat < 0) {
-        st->neg_latency++;
-        lat = 0;
+    if (us < 0) {
+        l->negative++;
+        us = 0;
     }
-    st->hist[hist_index((uint64_t)lat)]++;
-    st->lat_count++;
-    st->lat_sum += (uint64_t)lat;
-    if ((uint64_t)lat > st->lat_max)
-        st->lat_max = (uint64_t)lat;
+    l->hist[hist_index((uint64_t)us)]++;
+    l->count++;
+    l->sum += (uint64_t)us;
+    if ((uint64_t)us > l->max)
+        l->max = (uint64_t)us;
+}
+
+static void lat_add(struct lat *to, const struct lat *from)
+{
+    to->count += from->count;
+    to->sum += from->sum;
+    if (from->max > to->max)
+        to->max = from->max;
+    to->negative += from->negative;
+    for (unsigned i = 0; i < HIST_BUCKETS; i++)
+        to->hist[i] += from->hist[i];
 }
 
 /* True if head[0..len) has "type" : "<value>" (any spaces around the colon). */
@@ -999,7 +1020,9 @@ static void msg_complete(struct worker *w, struct conn *c, int64_t now_us)
         if (meas) {
             st->deliveries++;
             st->payload_bytes += c->msg_len;
-            record_latency(st, now_us - (int64_t)ts);
+            record_latency(&st->lat, now_us - (int64_t)ts);
+            if (w->rx_us >= 0)
+                record_latency(&st->klat, w->rx_us - (int64_t)ts);
         }
         return;
     }
@@ -1455,7 +1478,29 @@ out:
 
 static void on_readable(struct worker *w, struct conn *c)
 {
-    ssize_t n = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
+    ssize_t n;
+    w->rx_us = -1;
+    if (opt.rx_timestamps) {
+        /* SCM_TIMESTAMPNS on TCP: when the last skb this read consumed
+         * arrived, so every message completed by this read was in this
+         * process's socket by then (an upper bound on its arrival). */
+        union {
+            char buf[CMSG_SPACE(sizeof(struct timespec))];
+            struct cmsghdr align;
+        } ctl;
+        struct iovec iov = {.iov_base = w->rbuf, .iov_len = RBUF_SIZE};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+        n = recvmsg(c->fd, &mh, 0);
+        for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+                w->rx_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+            }
+        }
+    } else {
+        n = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
+    }
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
@@ -1743,6 +1788,8 @@ static void usage(FILE *f)
           "  --tls-sni NAME        SNI host name, also the name checked with --tls-ca (default localhost)\n"
           "  --tls-ciphers LIST    wolfSSL cipher list the client offers (default: wolfSSL's)\n"
           "  --tls-version V       1.2 or 1.3 only (default: the highest both sides have)\n"
+          "  --rx-timestamps       also measure publish → the kernel's receive time (SO_TIMESTAMPNS): the\n"
+          "                        server's share of the latency, without this process's own queueing\n"
           "  --json PATH           also write the JSON result there\n",
           f);
 }
@@ -1761,7 +1808,7 @@ static void parse_options(int argc, char **argv)
     enum {
         OPT_HOST = 1000, OPT_PORT, OPT_PATH, OPT_CONNS, OPT_RATE, OPT_CTIMEOUT, OPT_THREADS, OPT_SRC, OPT_TOPICS, OPT_TOPIC_LIST,
         OPT_TOPIC_COUNT, OPT_TPC, OPT_WARMUP, OPT_DURATION, OPT_MIN_OPEN, OPT_JSON, OPT_DEFLATE, OPT_DEFLATE_EVERY, OPT_NO_INFLATE_CACHE,
-        OPT_MAX_PENDING, OPT_TLS, OPT_TLS_CA, OPT_TLS_INSECURE, OPT_TLS_SNI, OPT_TLS_CIPHERS, OPT_TLS_VERSION, OPT_HELP
+        OPT_MAX_PENDING, OPT_TLS, OPT_TLS_CA, OPT_TLS_INSECURE, OPT_TLS_SNI, OPT_TLS_CIPHERS, OPT_TLS_VERSION, OPT_RX_TS, OPT_HELP
     };
     static const struct option longopts[] = {
         {"host", required_argument, 0, OPT_HOST},
@@ -1790,6 +1837,7 @@ static void parse_options(int argc, char **argv)
         {"tls-sni", required_argument, 0, OPT_TLS_SNI},
         {"tls-ciphers", required_argument, 0, OPT_TLS_CIPHERS},
         {"tls-version", required_argument, 0, OPT_TLS_VERSION},
+        {"rx-timestamps", no_argument, 0, OPT_RX_TS},
         {"help", no_argument, 0, OPT_HELP},
         {0, 0, 0, 0},
     };
@@ -1822,6 +1870,7 @@ static void parse_options(int argc, char **argv)
         case OPT_TLS_SNI: opt.tls_sni = optarg; break;
         case OPT_TLS_CIPHERS: opt.tls_ciphers = optarg; break;
         case OPT_TLS_VERSION: opt.tls_version = optarg; break;
+        case OPT_RX_TS: opt.rx_timestamps = true; break;
         case OPT_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -1954,6 +2003,26 @@ static uint64_t percentile(const uint64_t *hist, uint64_t count, uint64_t max, d
     return max;
 }
 
+/* "<name>_us": {percentiles…}, and "<name>_hist": [[bucket value µs,
+ * count], …] over the non-empty buckets, so runs over several loadgen
+ * processes can be merged into exact percentiles and plotted. */
+static void write_lat(FILE *f, const char *name, const struct lat *l)
+{
+    fprintf(f,
+            "  \"%s_us\": {\"p50\": %" PRIu64 ", \"p90\": %" PRIu64 ", \"p99\": %" PRIu64 ", \"p999\": %" PRIu64
+            ", \"max\": %" PRIu64 ", \"mean\": %.1f, \"count\": %" PRIu64 ", \"negative\": %" PRIu64 "},\n",
+            name, percentile(l->hist, l->count, l->max, 0.50), percentile(l->hist, l->count, l->max, 0.90),
+            percentile(l->hist, l->count, l->max, 0.99), percentile(l->hist, l->count, l->max, 0.999), l->max,
+            l->count ? (double)l->sum / (double)l->count : 0.0, l->count, l->negative);
+    fprintf(f, "  \"%s_hist\": [", name);
+    for (unsigned i = 0, first = 1; i < HIST_BUCKETS; i++) {
+        if (!l->hist[i]) continue;
+        fprintf(f, "%s[%" PRIu64 ", %" PRIu64 "]", first ? "" : ", ", hist_value(i), l->hist[i]);
+        first = 0;
+    }
+    fprintf(f, "],\n");
+}
+
 static void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -2009,24 +2078,9 @@ static void write_json(FILE *f, const struct stats *st, const struct totals *tot
     fprintf(f, "  \"window_s\": %.4f,\n", window_s);
     fprintf(f, "  \"lost\": %" PRIu64 ",\n", st->lost);
     fprintf(f, "  \"duplicated\": %" PRIu64 ",\n", st->dup);
-    fprintf(f,
-            "  \"latency_us\": {\"p50\": %" PRIu64 ", \"p90\": %" PRIu64 ", \"p99\": %" PRIu64 ", \"p999\": %" PRIu64
-            ", \"max\": %" PRIu64 ", \"mean\": %.1f, \"count\": %" PRIu64 ", \"negative\": %" PRIu64 "},\n",
-            percentile(st->hist, st->lat_count, st->lat_max, 0.50),
-            percentile(st->hist, st->lat_count, st->lat_max, 0.90),
-            percentile(st->hist, st->lat_count, st->lat_max, 0.99),
-            percentile(st->hist, st->lat_count, st->lat_max, 0.999), st->lat_max,
-            st->lat_count ? (double)st->lat_sum / (double)st->lat_count : 0.0, st->lat_count, st->neg_latency);
-    /* The latency histogram itself ([bucket value µs, count], non-empty
-     * buckets), so runs over several loadgen processes can be merged into
-     * exact percentiles and plotted. */
-    fprintf(f, "  \"latency_hist\": [");
-    for (unsigned i = 0, first = 1; i < HIST_BUCKETS; i++) {
-        if (!st->hist[i]) continue;
-        fprintf(f, "%s[%" PRIu64 ", %" PRIu64 "]", first ? "" : ", ", hist_value(i), st->hist[i]);
-        first = 0;
-    }
-    fprintf(f, "],\n");
+    write_lat(f, "latency", &st->lat);
+    if (opt.rx_timestamps)
+        write_lat(f, "kernel_latency", &st->klat);
     fprintf(f, "  \"connect_s\": %.3f,\n", connect_s);
     fprintf(f, "  \"other_messages\": %" PRIu64 ",\n", st->other_messages);
     fprintf(f, "  \"pings\": %" PRIu64 ",\n", st->pings);
@@ -2066,7 +2120,7 @@ static void write_json(FILE *f, const struct stats *st, const struct totals *tot
     json_str(f, opt.tls_ciphers ? opt.tls_ciphers : "");
     fprintf(f, ", \"tls_version\": ");
     json_str(f, opt.tls_version ? opt.tls_version : "");
-    fprintf(f, "}\n");
+    fprintf(f, ", \"rx_timestamps\": %s}\n", opt.rx_timestamps ? "true" : "false");
     fprintf(f, "}\n");
 }
 
@@ -2113,6 +2167,7 @@ int main(int argc, char **argv)
         if (w->rng == 0)
             w->rng = 1;
         w->rbuf = xcalloc(1, RBUF_SIZE);
+        w->rx_us = -1;
         if (opt.tls)
             w->pbuf = xcalloc(1, TLS_PLAIN_CAP);
         w->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -2207,11 +2262,8 @@ int main(int argc, char **argv)
         sum.bytes += s->bytes;
         sum.lost += s->lost;
         sum.dup += s->dup;
-        sum.lat_count += s->lat_count;
-        sum.lat_sum += s->lat_sum;
-        if (s->lat_max > sum.lat_max)
-            sum.lat_max = s->lat_max;
-        sum.neg_latency += s->neg_latency;
+        lat_add(&sum.lat, &s->lat);
+        lat_add(&sum.klat, &s->klat);
         sum.server_closes += s->server_closes;
         sum.socket_errors += s->socket_errors;
         sum.protocol_errors += s->protocol_errors;
@@ -2232,8 +2284,6 @@ int main(int argc, char **argv)
         sum.tls_hs_us_sum += s->tls_hs_us_sum;
         if (s->tls_hs_us_max > sum.tls_hs_us_max)
             sum.tls_hs_us_max = s->tls_hs_us_max;
-        for (unsigned i = 0; i < HIST_BUCKETS; i++)
-            sum.hist[i] += s->hist[i];
     }
 
     write_json(stdout, &sum, &tot, open_at_end, window_s, connect_s, client_cpu);

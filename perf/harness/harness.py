@@ -404,24 +404,29 @@ def loadgen_cmds(a, scenario, sc, port, conns, nlg, outdir, tag):
             cmd += ["--src-addrs", srcs]
         if sc["deflate"]:
             cmd.append("--deflate")
+        if a.rx_timestamps:
+            cmd.append("--rx-timestamps")
         cmds.append((cmd + a.loadgen_arg, js))
     return cmds
 
 
-def merge_latency(results):
-    """One latency summary from several loadgens: exact when they carry latency_hist
-    ([[µs, count], …]), else p50 weighted by count and the worst p99/p99.9/max."""
-    lats = [r["latency_us"] for r in results]
+def merge_latency(results, name="latency"):
+    """One latency summary from several loadgens: exact when they carry <name>_hist
+    ([[µs, count], …]), else p50 weighted by count and the worst p99/p99.9/max. None when the
+    loadgens did not measure it (kernel_latency without --rx-timestamps)."""
+    if not results or any(f"{name}_us" not in r for r in results):
+        return None
+    lats = [r[f"{name}_us"] for r in results]
     if len(results) == 1:
         out = dict(lats[0])
-        if "latency_hist" in results[0]:
-            out["hist"] = results[0]["latency_hist"]
+        if f"{name}_hist" in results[0]:
+            out["hist"] = results[0][f"{name}_hist"]
         return out
     count = sum(l["count"] for l in lats)
-    if all("latency_hist" in r for r in results):
+    if all(f"{name}_hist" in r for r in results):
         hist = {}
         for r in results:
-            for v, c in r["latency_hist"]:
+            for v, c in r[f"{name}_hist"]:
                 hist[v] = hist.get(v, 0) + c
         pts = sorted(hist.items())
 
@@ -668,6 +673,7 @@ def run_one(a, scenario, sc, name, conns, outdir, nofile):
         "loadgen_cpu_pct": 100.0 * lg_cpu / win if win else None,
         "softirq_cpu_pct": (sample["busy1"][1] - sample["busy0"][1]) / 1e9 / wall * 100 if wall > 0 else None,
         "latency_us": merge_latency(res),
+        "kernel_latency_us": merge_latency(res, "kernel_latency"),
         "lost": sum(r["lost"] for r in res),
         "duplicated": sum(r["duplicated"] for r in res),
         "wire_bytes_per_delivery": sum(r["wire_bytes"] for r in res) / max(1, sum(r["deliveries"] for r in res)),
@@ -751,7 +757,9 @@ def by(runs, name, conns):
 def tables(scenario, runs, conns_list):
     lines = []
     if scenario in ("fanout", "spread", "deflate"):
+        kern = any(r.get("kernel_latency_us") for r in runs)
         head = ("| server | conns | deliveries/s | CPU-ns/delivery | × ringcast | × floor | p50 / p99 / p99.9 µs "
+                + ("| to the socket: p50 / p99 / p99.9 µs " if kern else "") +
                 "| lost | dup | RSS MB | RSS B/conn | × ringcast mem | server CPU % | loadgen CPU % | softirq % |")
         lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
         for c in conns_list:
@@ -763,7 +771,10 @@ def tables(scenario, runs, conns_list):
                     f"| {r['server']} | {r['conns_open']:,} | {r['deliveries_per_s']:,.0f} | {fmt(ns)} | "
                     f"{ratio(ns, rc and rc['cpu_ns_per_delivery']) if r['server'] != 'ringcast' else '1'} | "
                     f"{ratio(ns, fl and fl['cpu_ns_per_delivery'])} | "
-                    f"{lat['p50']:,} / {lat['p99']:,} / {lat['p999']:,} | {r['lost']} | {r['duplicated']} | "
+                    f"{lat['p50']:,} / {lat['p99']:,} / {lat['p999']:,} | "
+                    + (f"{klat['p50']:,} / {klat['p99']:,} / {klat['p999']:,} | " if (klat := r.get("kernel_latency_us"))
+                       else "– | " if kern else "") +
+                    f"{r['lost']} | {r['duplicated']} | "
                     f"{r['rss_end_bytes'] / 2**20:.1f} | {fmt(r['rss_bytes_per_conn'])} | "
                     f"{ratio(r['rss_bytes_per_conn'], rc and rc['rss_bytes_per_conn']) if r['server'] != 'ringcast' else '1'} | "
                     f"{fmt(r['server_cpu_pct'])} | {fmt(r['loadgen_cpu_pct'])} | {fmt(r['softirq_cpu_pct'])} |")
@@ -931,6 +942,8 @@ def top_level(runs, conns_list, sc):
                         if fl and rc["cpu_ns_per_delivery"] and fl["cpu_ns_per_delivery"] else None),
         "deliveries_per_s": rc["deliveries_per_s"] if sc["feed"] else None,
         "latency_us": {"p50": lat["p50"], "p99": lat["p99"], "p999": lat["p999"]} if sc["feed"] else None,
+        "kernel_latency_us": ({k: rc["kernel_latency_us"][k] for k in ("p50", "p99", "p999")}
+                              if sc["feed"] and rc.get("kernel_latency_us") else None),
         "rss_bytes_per_conn": rc["rss_bytes_per_conn"],
         "lost": rc["lost"],
         "duplicated": rc["duplicated"],
@@ -968,6 +981,9 @@ def main():
     ap.add_argument("--floor-procs", type=int, default=0,
                     help="floor processes sharing the port (one thread and io_uring each; default 1, the least CPU "
                          "per delivery here, or as many as RLIMIT_NOFILE needs)")
+    ap.add_argument("--rx-timestamps", action="store_true",
+                    help="loadgen --rx-timestamps: also report latency to the kernel's receive time in the "
+                         "subscriber's socket (the server's share, without the load generator's own queueing)")
     ap.add_argument("--flamegraph", action="store_true", help="perf record -g each server in its window → SVG")
     ap.add_argument("--perf-freq", type=int, default=499, help="perf record -F (default 499 Hz)")
     ap.add_argument("--call-graph", default="dwarf,16384", help="perf --call-graph: fp or dwarf[,size] (default dwarf)")
@@ -1033,6 +1049,7 @@ def main():
         "connect_timeout_s": a.connect_timeout, "loadgen_threads": a.loadgen_threads, "shards": a.shards,
         "batch_ms": a.batch_ms, "server_bin": a.server_bin, "server_args": a.server_arg,
         "loadgen_args": a.loadgen_arg, "procs": a.procs, "floor_procs": a.floor_procs or 1, "flamegraph": a.flamegraph,
+        "rx_timestamps": a.rx_timestamps,
     }
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(), "nofile": nofile,
                "mem_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
