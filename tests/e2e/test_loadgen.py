@@ -64,7 +64,7 @@ def test_counts_exactly_the_injected_faults(loadgen, rx_ts):
     try:
         wait_listening(port, fake)
         res, err = run_loadgen(loadgen, port, "--conns", "5", "--topic-count", "2", "--topics-per-conn", "2",
-                               "--warmup", "0.3", "--duration", "3.5", *(["--rx-timestamps"] if rx_ts else []))
+                               "--warmup", "0.3", "--duration", "5", *(["--rx-timestamps"] if rx_ts else []))
     finally:
         fake.terminate()
         fake.wait(10)
