@@ -325,12 +325,15 @@ def server_cmds(a, name, sc, port, nprocs):
 
 class ServerGroup:
     def __init__(self, cmds, log_path):
+        """Runs in the results directory: whatever a server writes to its working directory (Node's
+        V8 log under --perf-basic-prof) stays with the run, out of the source tree."""
         self.log = open(log_path, "wb")
         self.log_path = log_path
         self.procs = []
         for cmd, env in cmds:
             self.procs.append(subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, env=env, start_new_session=True))
+                                               stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                               cwd=log_path.parent))
 
     @property
     def roots(self):
@@ -991,6 +994,8 @@ def main():
     ap.add_argument("--out", help="results directory (default perf/results/<timestamp>-<scenario>)")
     a = ap.parse_args()
 
+    if a.server_bin:  # servers run in the results directory
+        a.server_bin = str(pathlib.Path(a.server_bin).resolve())
     servers = [s.strip() for s in a.servers.split(",") if s.strip()]
     for s in servers:
         if s not in ALL_SERVERS:
