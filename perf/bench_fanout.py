@@ -133,6 +133,38 @@ def git_describe():
         return None
 
 
+def wait_listening(port, alive, log, log_path, timeout):
+    """Until something accepts on 127.0.0.1:port; RuntimeError with the tail of the server's log if
+    alive() turns false first, or when `timeout` s pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            log.flush()
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"server exited at start:\n{tail}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on port {port} within {timeout} s")
+
+
+def stop_process(proc, timeout, sig=signal.SIGTERM, what=None):
+    """Sends sig unless proc has ended, waits up to `timeout` s, then SIGKILLs (saying so when
+    `what` names it); returns the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        if what:
+            log(f"{what} ignored {signal.Signals(sig).name}; killing it")
+        proc.kill()
+        proc.wait()
+    return proc.returncode
+
+
 class Server:
     def __init__(self, cmd, log_path):
         self.cmd = cmd
@@ -141,30 +173,12 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def wait_listening(self, port, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.flush()
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"server exited at start (status {self.proc.returncode}):\n{tail}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not listen on port {port} within {timeout} s")
+        wait_listening(port, lambda: self.proc.poll() is None, self.log, self.log_path, timeout)
 
     def stop(self, timeout=20):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log("server ignored SIGTERM; killing it")
-                self.proc.kill()
-                self.proc.wait()
+        rc = stop_process(self.proc, timeout, what="server")
         self.log.close()
-        return self.proc.returncode
+        return rc
 
 
 def scrape_metrics(port, timeout=2.0):

@@ -164,13 +164,7 @@ class Redis:
         self.version = redis_cmd(self.port, "INFO", "server").split("redis_version:")[1].split()[0]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        bf.stop_process(self.proc, 10, what="redis-server")
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -1478,28 +1478,24 @@ out:
 
 static void on_readable(struct worker *w, struct conn *c)
 {
-    ssize_t n;
+    /* With --rx-timestamps, SCM_TIMESTAMPNS on TCP: when the last skb this
+     * read consumed arrived, so every message completed by this read was in
+     * this process's socket by then (an upper bound on its arrival). */
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = w->rbuf, .iov_len = RBUF_SIZE};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = opt.rx_timestamps ? ctl.buf : NULL,
+                        .msg_controllen = opt.rx_timestamps ? sizeof ctl.buf : 0};
+    ssize_t n = recvmsg(c->fd, &mh, 0);
     w->rx_us = -1;
-    if (opt.rx_timestamps) {
-        /* SCM_TIMESTAMPNS on TCP: when the last skb this read consumed
-         * arrived, so every message completed by this read was in this
-         * process's socket by then (an upper bound on its arrival). */
-        union {
-            char buf[CMSG_SPACE(sizeof(struct timespec))];
-            struct cmsghdr align;
-        } ctl;
-        struct iovec iov = {.iov_base = w->rbuf, .iov_len = RBUF_SIZE};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
-        n = recvmsg(c->fd, &mh, 0);
-        for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
-            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
-                struct timespec ts;
-                memcpy(&ts, CMSG_DATA(cm), sizeof ts);
-                w->rx_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-            }
+    for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+            w->rx_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
         }
-    } else {
-        n = recv(c->fd, w->rbuf, RBUF_SIZE, 0);
     }
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)

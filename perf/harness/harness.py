@@ -38,7 +38,6 @@ import queue
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -343,18 +342,7 @@ class ServerGroup:
         return all(p.poll() is None for p in self.procs)
 
     def wait_listening(self, port, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                self.log.flush()
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"server exited at start:\n{tail}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not listen on port {port} within {timeout} s")
+        bf.wait_listening(port, self.alive, self.log, self.log_path, timeout)
 
     def stop(self, timeout=10):
         for p in self.procs:
@@ -463,13 +451,7 @@ class Flame:
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        bf.stop_process(self.proc, 60, signal.SIGINT)
         self.log.close()
 
 
@@ -573,8 +555,8 @@ def run_one(a, scenario, sc, name, conns, outdir, nofile):
             if window_end is not None and now >= window_end and "t1" not in sample:
                 pids = sample["pids"]
                 sample["cpu1"], sample["t1"], sample["busy1"] = cpu_ns(pids), time.monotonic(), bf.machine_busy_ns()
-                sample["rss_end"] = rss_bytes(tree_pids(server.roots))
-                ramp.sample()  # the steady end point
+                ramp.sample()  # the steady end point of the slope, and the RSS at the end
+                sample["rss_end"] = ramp.points[-1][1]
                 sample["mem_avail1"] = mem_available()
                 if flame:
                     flame.stop()
@@ -616,9 +598,8 @@ def run_one(a, scenario, sc, name, conns, outdir, nofile):
                                 os.kill(pid, signal.SIGUSR2)
                             except ProcessLookupError:
                                 pass
-                    sample["rss_ramp"] = rss_bytes(pids)
                     ramp.stop()
-                    ramp.sample()
+                    ramp.sample()  # every connection open
             elif line == "WINDOW START":
                 started.add(i)
             if "t0" not in sample and len(started | gone) == len(procs) and started:
@@ -732,6 +713,11 @@ def ratio(v, ref, none="–"):
     return none if v is None or not ref else f"{v / ref:.2f}×"
 
 
+def vs_ringcast(r, rc, key):
+    """The "× ringcast" cell: r[key] over ringcast's, 1 on ringcast's own row."""
+    return "1" if r["server"] == "ringcast" else ratio(r[key], rc and rc[key])
+
+
 def problems(r):
     out = []
     if r["conns_open"] < r["conns"]:
@@ -772,14 +758,14 @@ def tables(scenario, runs, conns_list):
                 ns = r["cpu_ns_per_delivery"]
                 lines.append(
                     f"| {r['server']} | {r['conns_open']:,} | {r['deliveries_per_s']:,.0f} | {fmt(ns)} | "
-                    f"{ratio(ns, rc and rc['cpu_ns_per_delivery']) if r['server'] != 'ringcast' else '1'} | "
+                    f"{vs_ringcast(r, rc, 'cpu_ns_per_delivery')} | "
                     f"{ratio(ns, fl and fl['cpu_ns_per_delivery'])} | "
                     f"{lat['p50']:,} / {lat['p99']:,} / {lat['p999']:,} | "
                     + (f"{klat['p50']:,} / {klat['p99']:,} / {klat['p999']:,} | " if (klat := r.get("kernel_latency_us"))
                        else "– | " if kern else "") +
                     f"{r['lost']} | {r['duplicated']} | "
                     f"{r['rss_end_bytes'] / 2**20:.1f} | {fmt(r['rss_bytes_per_conn'])} | "
-                    f"{ratio(r['rss_bytes_per_conn'], rc and rc['rss_bytes_per_conn']) if r['server'] != 'ringcast' else '1'} | "
+                    f"{vs_ringcast(r, rc, 'rss_bytes_per_conn')} | "
                     f"{fmt(r['server_cpu_pct'])} | {fmt(r['loadgen_cpu_pct'])} | {fmt(r['softirq_cpu_pct'])} |")
     elif scenario == "idle":
         head = ("| server | conns open | server procs | RSS base MB | RSS end MB | RSS B/conn (marginal) | × ringcast "
@@ -792,7 +778,7 @@ def tables(scenario, runs, conns_list):
                     f"| {r['server']} | {r['conns_open']:,} | {r['server_processes']} | "
                     f"{r['rss_base_bytes'] / 2**20:.1f} | {r['rss_end_bytes'] / 2**20:.1f} | "
                     f"{fmt(r['rss_bytes_per_conn'])} | "
-                    f"{ratio(r['rss_bytes_per_conn'], rc and rc['rss_bytes_per_conn']) if r['server'] != 'ringcast' else '1'} | "
+                    f"{vs_ringcast(r, rc, 'rss_bytes_per_conn')} | "
                     f"{fmt(r['rss_avg_bytes_per_conn'])} | "
                     f"{fmt(r['rss_total_bytes_per_conn'])} | {fmt(r['machine_mem_bytes_per_conn'])} | "
                     f"{fmt(r['server_cpu_pct'], '.1f')} |")
@@ -806,9 +792,9 @@ def tables(scenario, runs, conns_list):
                 lines.append(
                     f"| {r['server']} | {r['conns_established']:,} | {r['handshake_failures']} | {r['connect_s']:.2f} | "
                     f"{fmt(r['handshakes_per_s'])} | "
-                    f"{ratio(r['handshakes_per_s'], rc and rc['handshakes_per_s']) if r['server'] != 'ringcast' else '1'} | "
+                    f"{vs_ringcast(r, rc, 'handshakes_per_s')} | "
                     f"{fmt(r['cpu_us_per_handshake'], ',.1f')} | "
-                    f"{ratio(r['cpu_us_per_handshake'], rc and rc['cpu_us_per_handshake']) if r['server'] != 'ringcast' else '1'} | "
+                    f"{vs_ringcast(r, rc, 'cpu_us_per_handshake')} | "
                     f"{fmt(r['ramp_server_cpu_pct'])} | {fmt(r['ramp_loadgen_cpu_pct'])} | "
                     f"{fmt(r['rss_bytes_per_conn'])} |")
     return "\n".join(lines)

@@ -124,14 +124,12 @@ int rc_subset_add(struct rc_topic_table *t, struct rc_subset *set, void *conn, c
         set->items = &set->one;
         set->cap = 1;
     } else if (set->n == set->cap) {
-        uint32_t cap = set->cap == 1 ? 4 : set->cap * 2;
-        struct rc_subset_item *items;
-        if (set->items == &set->one) {
-            if (!(items = malloc(cap * sizeof *items))) return -ENOMEM;
-            items[0] = set->one;
-        } else if (!(items = realloc(set->items, cap * sizeof *items))) {
-            return -ENOMEM;
-        }
+        bool held_inline = set->items == &set->one; /* cap 1 */
+        uint32_t cap = held_inline ? 4 : set->cap * 2;
+        struct rc_subset_item *items =
+            held_inline ? malloc(cap * sizeof *items) : realloc(set->items, cap * sizeof *items);
+        if (!items) return -ENOMEM;
+        if (held_inline) items[0] = set->one;
         set->items = items;
         set->cap = cap;
     }
