@@ -10,7 +10,8 @@
  * references of fully sent buffers. A short send simply leaves the rest
  * queued with head_off advanced; the next flush resumes from there.
  *
- * Nodes come from a per-shard pool (no allocation per message once warm).
+ * Nodes come from a per-shard pool (no allocation per message once warm;
+ * at most RC_SENDQ_POOL_KEEP free nodes are kept).
  * Thread: the owning shard only.
  */
 #ifndef RINGCAST_SENDQ_H
@@ -37,12 +38,14 @@ struct rc_sendq {
     uint32_t head_off; /* bytes of head->buf already sent */
 };
 
+/* Free nodes a pool keeps for reuse; beyond this they go back to malloc. */
+#define RC_SENDQ_POOL_KEEP 8192
+
 /* A zeroed struct is an empty pool. */
 struct rc_sendq_pool {
     struct rc_sendq_node *free;
-    void *slabs; /* singly linked list of allocated slabs */
-    size_t nodes_total;
-    size_t nodes_free;
+    size_t nodes_total; /* allocated: in queues or free */
+    size_t nodes_free;  /* on the free list, at most RC_SENDQ_POOL_KEEP */
 };
 
 /* Appends a reference to b (takes a new ref). Returns 0, or -ENOMEM. */

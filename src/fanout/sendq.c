@@ -9,33 +9,28 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#define SLAB_NODES 1024
-
-struct slab {
-    struct slab *next;
-    struct rc_sendq_node nodes[SLAB_NODES];
-};
-
+/* Nodes are allocated one by one and kept on the pool's free list for
+ * reuse (no allocation per message once warm), up to this many: past it a
+ * freed node goes back to malloc, so a flood's queues do not stay resident
+ * after the flood (issue: memory goes back). */
 static struct rc_sendq_node *node_get(struct rc_sendq_pool *pool) {
-    if (!pool->free) {
-        struct slab *s = malloc(sizeof *s);
-        if (!s) return NULL;
-        s->next = pool->slabs;
-        pool->slabs = s;
-        for (size_t i = 0; i < SLAB_NODES; i++) {
-            s->nodes[i].next = pool->free;
-            pool->free = &s->nodes[i];
-        }
-        pool->nodes_total += SLAB_NODES;
-        pool->nodes_free += SLAB_NODES;
-    }
     struct rc_sendq_node *n = pool->free;
-    pool->free = n->next;
-    pool->nodes_free--;
+    if (n) {
+        pool->free = n->next;
+        pool->nodes_free--;
+        return n;
+    }
+    n = malloc(sizeof *n);
+    if (n) pool->nodes_total++;
     return n;
 }
 
 static void node_put(struct rc_sendq_pool *pool, struct rc_sendq_node *n) {
+    if (pool->nodes_free >= RC_SENDQ_POOL_KEEP) {
+        free(n);
+        pool->nodes_total--;
+        return;
+    }
     n->next = pool->free;
     n->buf = NULL;
     pool->free = n;
@@ -140,13 +135,10 @@ void rc_sendq_clear(struct rc_sendq *q, struct rc_sendq_pool *pool) {
 }
 
 void rc_sendq_pool_destroy(struct rc_sendq_pool *pool) {
-    struct slab *s = pool->slabs;
-    while (s) {
-        struct slab *next = s->next;
-        free(s);
-        s = next;
+    while (pool->free) {
+        struct rc_sendq_node *n = pool->free;
+        pool->free = n->next;
+        free(n);
     }
-    pool->slabs = NULL;
-    pool->free = NULL;
     pool->nodes_total = pool->nodes_free = 0;
 }

@@ -116,7 +116,23 @@ static void test_pool_reuses_nodes(void) {
         rc_sendq_consume(&q, &pool, 2000);
         CHECK_EQ(b.refs, 1);
     }
-    CHECK_EQ(pool.nodes_total, 2048); /* two slabs, reused every round */
+    CHECK_EQ(pool.nodes_total, 2000); /* the first round's nodes, reused every round */
+    rc_sendq_pool_destroy(&pool);
+}
+
+/* A flood's nodes do not stay: past RC_SENDQ_POOL_KEEP free nodes the pool
+ * gives them back. */
+static void test_pool_keeps_at_most_its_ceiling(void) {
+    uint8_t a[1];
+    struct rc_buf b = mkbuf(a, 1);
+    struct rc_sendq_pool pool = {0};
+    struct rc_sendq q = {0};
+    for (int i = 0; i < 3 * RC_SENDQ_POOL_KEEP; i++) rc_sendq_push(&q, &pool, &b);
+    CHECK_EQ(pool.nodes_total, 3 * RC_SENDQ_POOL_KEEP);
+    rc_sendq_clear(&q, &pool);
+    CHECK_EQ(pool.nodes_free, RC_SENDQ_POOL_KEEP);
+    CHECK_EQ(pool.nodes_total, RC_SENDQ_POOL_KEEP);
+    CHECK_EQ(b.refs, 1);
     rc_sendq_pool_destroy(&pool);
 }
 
@@ -145,6 +161,7 @@ int main(void) {
     test_iov_resumes_after_short_send();
     test_empty_buffers_skipped();
     test_pool_reuses_nodes();
+    test_pool_keeps_at_most_its_ceiling();
     test_heap_buffers();
     RC_TEST_MAIN_END("sendq");
 }
