@@ -591,22 +591,17 @@ static void ingest(struct rc_redis *r, const redisReply *ch, const redisReply *p
         RC_METRIC_ADD(M(r), redis_dropped_total, 1);
         return;
     }
-    const char *topic = ch->str + RC_REDIS_PREFIX_LEN;
-    size_t tlen = ch->len - RC_REDIS_PREFIX_LEN;
-    bool broadcast = tlen == 0;
+    struct rc_message m = {.topic = ch->str + RC_REDIS_PREFIX_LEN, .topic_len = ch->len - RC_REDIS_PREFIX_LEN,
+                           .data = payload->str, .len = payload->len};
+    m.broadcast = m.topic_len == 0;
     const char *why = NULL;
-    if (!broadcast && !rc_topic_name_valid(topic, tlen))
-        why = "invalid topic name";
-    else if (payload->len > r->s->cfg->max_message_bytes)
-        why = "larger than --max-message-bytes";
-    else if (rc_utf8_validate(RC_UTF8_ACCEPT, (const uint8_t *)payload->str, payload->len) != RC_UTF8_ACCEPT)
-        why = "not valid UTF-8 (text frames must be)";
-    if (why) {
+    int ret = rc_shard_publish(r->s, &m, &why);
+    if (ret == -EINVAL) {
         RC_METRIC_ADD(M(r), redis_dropped_total, 1);
         RC_DEBUG("redis: message on %.*s dropped: %s", (int)RC_MIN(ch->len, (size_t)200), ch->str, why);
         return;
     }
-    if (rc_shard_publish(r->s, topic, tlen, payload->str, payload->len, broadcast) < 0) {
+    if (ret < 0) {
         RC_METRIC_ADD(M(r), redis_dropped_total, 1);
         RC_WARN("redis: out of memory: a message on %.*s was dropped", (int)RC_MIN(ch->len, (size_t)200), ch->str);
         return;

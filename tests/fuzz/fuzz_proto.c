@@ -15,6 +15,11 @@
  *            value with no surrounding whitespace; a body that publishes
  *            is JSON to cJSON too; on failure no callback ran and the
  *            reason is documented; a failing callback's code comes back.
+ *   message: the one check every frame passes (rc_message_check): the
+ *            input split into a topic and data passes iff the topic is a
+ *            valid name (or it is a broadcast), the data is valid UTF-8
+ *            (an independent decoder says so) and within the size limit;
+ *            every item a publish body yields passes it.
  * ASan/UBSan catch reads past the input (libFuzzer hands us an
  * exactly-sized heap copy) and LeakSanitizer any leak.
  *
@@ -30,8 +35,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "ringcast/message.h"
 #include "ringcast/proto.h"
 #include "ringcast/publish.h"
+#include "ringcast/ws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -223,9 +230,65 @@ static void fuzz_publish(const char *body, size_t len)
     }
 }
 
+/* An independent UTF-8 oracle (RFC 3629 by hand, no DFA). */
+static bool utf8_ok(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        uint32_t c = p[i];
+        size_t k = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
+        if (k == 9 || i + k >= n) /* not a lead byte, or the sequence is cut */
+            return false;
+        if (k) {
+            c &= 0x3f >> k;
+            for (size_t j = 1; j <= k; j++) {
+                if ((p[i + j] & 0xc0) != 0x80)
+                    return false;
+                c = c << 6 | (p[i + j] & 0x3f);
+            }
+            static const uint32_t min[4] = { 0, 0x80, 0x800, 0x10000 };
+            if (c < min[k] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+                return false;
+        }
+        i += k + 1;
+    }
+    return true;
+}
+
+/* Byte 0: the topic's length (0 = a broadcast) and the size limit's
+ * choice; the topic, then the data, follow. */
+static void fuzz_message(const uint8_t *p, size_t n)
+{
+    if (n < 1)
+        return;
+    static const uint64_t limits[4] = { 0, 16, 4096, 1u << 20 };
+    size_t tlen = (size_t)(p[0] & 0x3f) * 4 % (n);
+    uint64_t max_len = limits[p[0] >> 6];
+    struct rc_message m = { .topic = (const char *)p + 1, .topic_len = tlen, .data = p + 1 + tlen,
+                            .len = n - 1 - tlen, .broadcast = tlen == 0 };
+    const char *why = rc_message_check(&m, max_len);
+    bool want = (m.broadcast || rc_topic_name_valid(m.topic, m.topic_len)) && m.len <= max_len &&
+                utf8_ok(m.data, m.len);
+    REQUIRE((why == NULL) == want);
+    REQUIRE(m.checked == want);
+    REQUIRE(why == NULL || strlen(why) > 0);
+}
+
+/* Every item a publish body yields passes the message check. */
+static int check_gate(void *ctx, const struct rc_pub_item *it)
+{
+    (void)ctx;
+    struct rc_message m = { .topic = it->topic, .topic_len = it->topic_len, .data = it->data,
+                            .len = it->data_len, .broadcast = it->broadcast };
+    REQUIRE(rc_message_check(&m, UINT64_MAX) == NULL);
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    char err[160];
     fuzz_proto((const char *)data, size);
     fuzz_publish((const char *)data, size);
+    fuzz_message(data, size);
+    rc_publish_parse((const char *)data, size, MAX_ITEMS, check_gate, NULL, err, sizeof(err));
     return 0;
 }
