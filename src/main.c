@@ -8,6 +8,7 @@
  * one is not needed — the drain budget (--drain-s) bounds the exit.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +29,11 @@ static void raise_nofile(void) {
 
 int main(int argc, char **argv) {
     raise_nofile();
+    /* Buffers of 128 KiB and more (big messages, queued replies of a flood)
+     * are mmapped and go back to the system when freed: pinning the
+     * threshold stops glibc from raising it after such frees, which would
+     * keep them in the heap (memory that shard 0's trim returns otherwise). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     struct rc_config cfg;
     int ret = rc_config_parse(&cfg, argc, argv);
     if (ret == 1) return 0;
@@ -47,7 +53,7 @@ int main(int argc, char **argv) {
     ret = rc_server_start(srv);
     if (ret < 0) {
         rc_server_destroy(srv);
-        return 1;
+        return ret == -EADDRINUSE ? 2 : 1; /* 2: fix the configuration (the address is taken) */
     }
 
     for (;;) {

@@ -61,6 +61,22 @@ struct rc_config {
     const char *tls_key;                     /* --tls-key PEM */
     unsigned tls_handshake_timeout_ms;       /* --tls-handshake-timeout-ms, default 10000 */
 
+    /* Bounds on what one client can cost (docs/operations.md, "What one
+     * connection can cost") */
+    uint64_t max_client_message_bytes; /* --max-client-message-bytes: /ws and dialect paths, default 64 KiB */
+    uint64_t max_partial_bytes;  /* --max-partial-bytes: node budget for unfinished input, default 256 MiB */
+    unsigned message_timeout_ms; /* --message-timeout-ms: unfinished WebSocket message or HTTP body, default 10000 */
+    unsigned stall_timeout_s;    /* --stall-timeout-s: socket took no bytes this long → closed, default 30 */
+    uint64_t sndbuf;             /* --sndbuf: SO_SNDBUF of client sockets (0 = kernel autotuning), default 128 KiB */
+    uint64_t rcvbuf;             /* --rcvbuf: SO_RCVBUF of client sockets (0 = kernel autotuning), default 128 KiB */
+    bool reuse_port;             /* --reuse-port: share listening addresses with another process */
+
+    /* The operator listener: probes, metrics, dashboard; never counted
+     * against --max-conns. Same layout as listen_*. */
+    struct sockaddr_storage admin_listen_addr; /* --admin-listen ADDR:PORT|off */
+    socklen_t admin_listen_addr_len;           /* 0 = off */
+    char admin_listen_text[96];
+
     /* Redis */
     const char *redis;           /* --redis URL (also REDIS_URL); NULL = single node */
     bool redis_sharded;          /* --redis-sharded: Redis Cluster SSUBSCRIBE/SPUBLISH */

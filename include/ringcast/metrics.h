@@ -22,7 +22,11 @@
     X(counter, delivery_bytes_total, "bytes of broadcast frames queued to subscribers")                     \
     X(counter, frames_conflated_total, "queued frames dropped for a slow reader of a conflatable topic")  \
     X(counter, messages_conflated_total, "messages inside the dropped frames")                             \
-    X(counter, slow_consumer_closes_total, "connections closed 1008 for exceeding --max-queue-bytes")      \
+    X(counter, slow_consumer_closes_total, "connections closed (1008 for a WebSocket) for exceeding --max-queue-bytes")      \
+    X(counter, connections_refused_total, "connections answered 503 at --max-conns (or the admin listener's cap)") \
+    X(counter, stall_closes_total, "connections closed because their socket took no bytes for --stall-timeout-s") \
+    X(counter, message_timeouts_total, "WebSocket messages and HTTP requests not completed within --message-timeout-ms (1008 / 408)") \
+    X(counter, partial_input_closes_total, "connections closed for holding the most unfinished input while the node was over --max-partial-bytes") \
     X(counter, ws_pings_sent_total, "liveness pings sent to WebSocket clients silent for half of --idle-timeout-s") \
     X(counter, idle_closes_total, "connections closed for silence longer than --idle-timeout-s")           \
     X(counter, client_messages_total, "WebSocket messages received from clients")                         \
@@ -51,7 +55,8 @@
     X(gauge, connections, "open connections")                                                               \
     X(gauge, ws_connections, "open WebSocket connections on /ws")                                           \
     X(gauge, subscriptions, "(connection, topic) subscriptions")                                            \
-    X(gauge, queued_bytes, "bytes waiting in send queues")
+    X(gauge, queued_bytes, "bytes waiting in send queues")                                                  \
+    X(gauge, partial_input_bytes, "bytes held for unfinished input (partial messages, request heads and bodies)")
 
 struct rc_metrics {
 #define RC_METRIC_FIELD(kind, name, help) _Atomic uint64_t name;

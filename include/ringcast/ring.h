@@ -80,6 +80,13 @@ int rc_bufring_init(struct io_uring *ring, struct rc_bufring *b, uint16_t bgid, 
 /* Unregisters and unmaps. Accepts a zeroed struct. */
 void rc_bufring_destroy(struct io_uring *ring, struct rc_bufring *b);
 
+/* Gives the buffers' pages back to the system; they fault back in, zeroed,
+ * when the kernel next fills them. Only from the ring's own thread, with
+ * every received buffer already handled, on a DEFER_TASKRUN ring (there the
+ * kernel fills buffers only inside that thread's io_uring_enter, so never
+ * while the pages are being dropped). */
+void rc_bufring_release_pages(struct rc_bufring *b);
+
 static inline uint8_t *rc_bufring_addr(const struct rc_bufring *b, uint16_t bid) {
     return b->bufs + (size_t)bid * b->size;
 }

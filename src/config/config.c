@@ -69,6 +69,14 @@ static const struct opt opts[] = {
     {"tls-cert", OPT_STRING, F(tls_cert), 0, 0, "PEM certificate for --tls-listen, or a chain file (leaf first); re-read on SIGHUP"},
     {"tls-key", OPT_STRING, F(tls_key), 0, 0, "PEM private key of --tls-cert; re-read on SIGHUP"},
     {"tls-handshake-timeout-ms", OPT_UINT, F(tls_handshake_timeout_ms), 100, 600000, "close TLS clients that have not finished their handshake in this time (default 10000)"},
+    {"max-client-message-bytes", OPT_SIZE, F(max_client_message_bytes), 125, 1u << 30, "largest client message on /ws (the client protocols: control messages); bigger closes with 1009, and a compressed one is inflated no further (default 65536)"},
+    {"max-partial-bytes", OPT_SIZE, F(max_partial_bytes), 65536, 1ull << 40, "node-wide budget for unfinished input (partial WebSocket messages, HTTP bodies); over it the largest holders are closed first (default 268435456)"},
+    {"message-timeout-ms", OPT_UINT, F(message_timeout_ms), 100, 3600000, "an unfinished WebSocket message or HTTP body older than this is closed (1008) or answered 408 (default 10000)"},
+    {"stall-timeout-s", OPT_UINT, F(stall_timeout_s), 1, 36000, "close a connection whose socket has taken no bytes of its pending output for this long (1008 \"stalled\") (default 30)"},
+    {"sndbuf", OPT_SIZE, F(sndbuf), 0, 1u << 30, "SO_SNDBUF of client sockets, bounding the kernel memory one connection pins (the kernel doubles it; 0 = autotuning) (default 131072)"},
+    {"rcvbuf", OPT_SIZE, F(rcvbuf), 0, 1u << 30, "SO_RCVBUF of client sockets (the kernel doubles it; 0 = autotuning) (default 131072)"},
+    {"reuse-port", OPT_BOOL, F(reuse_port), 0, 1, "share the listening addresses with another process (hand a port over from an old to a new ringcast); without it an address in use fails the start"},
+    {"admin-listen", OPT_LISTEN, F(admin_listen_addr), 0, 0, "ADDR:PORT of the operator listener (/metrics, /healthz, /readyz, dashboard), never counted against --max-conns; off to disable (default 127.0.0.1:9090)"},
     {"redis", OPT_STRING, F(redis), 0, 0, "redis://[[user]:password@]host[:port][/db]: nodes sharing this Redis deliver every publish once each (env REDIS_URL too; default: none, single node)"},
     {"redis-sharded", OPT_BOOL, F(redis_sharded), 0, 1, "--redis names a Redis Cluster node: use sharded pub/sub (SSUBSCRIBE/SPUBLISH)"},
 };
@@ -184,11 +192,16 @@ static int apply(struct rc_config *cfg, const struct opt *o, const char *val, co
         return 0;
     }
     case OPT_LISTEN: {
-        /* field is listen_addr or tls_listen_addr; the length and the text
-         * follow it in the same layout */
+        /* field is listen_addr, tls_listen_addr or admin_listen_addr; the
+         * length and the text follow it in the same layout */
         socklen_t *len = (socklen_t *)(field + (offsetof(struct rc_config, listen_addr_len) -
                                                 offsetof(struct rc_config, listen_addr)));
         char *text = field + (offsetof(struct rc_config, listen_text) - offsetof(struct rc_config, listen_addr));
+        if (field != (char *)&cfg->listen_addr && (!strcasecmp(val, "off") || !*val)) {
+            *len = 0; /* an optional listener, turned off */
+            text[0] = 0;
+            return 0;
+        }
         if (rc_parse_listen_addr(val, (struct sockaddr_storage *)field, len) < 0) {
             fprintf(stderr, "ringcast: %s: --%s wants ADDR:PORT with a numeric address (e.g. 127.0.0.1:8080 or [::]:8080), got \"%s\"\n", source, o->name, val);
             return -EINVAL;
@@ -243,6 +256,14 @@ static void defaults(struct rc_config *cfg) {
     cfg->recv_buf_size = 16384;
     cfg->log_level = RC_LOG_INFO;
     cfg->tls_handshake_timeout_ms = 10000;
+    cfg->max_client_message_bytes = 64u << 10;
+    cfg->max_partial_bytes = 256u << 20;
+    cfg->message_timeout_ms = 10000;
+    cfg->stall_timeout_s = 30;
+    cfg->sndbuf = 128u << 10;
+    cfg->rcvbuf = 128u << 10;
+    rc_parse_listen_addr("127.0.0.1:9090", &cfg->admin_listen_addr, &cfg->admin_listen_addr_len);
+    strcpy(cfg->admin_listen_text, "127.0.0.1:9090");
 }
 
 /* Two listeners collide when their ports match and either address is a
@@ -325,6 +346,12 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
         /* SO_REUSEPORT would let both bind and split connections between them */
         fprintf(stderr, "ringcast: --tls-listen %s uses the port of --listen %s: give TLS its own port\n",
                 cfg->tls_listen_text, cfg->listen_text);
+        return -EINVAL;
+    }
+    if (cfg->admin_listen_addr_len && (same_port(&cfg->listen_addr, &cfg->admin_listen_addr) ||
+                                       (cfg->tls_listen_addr_len && same_port(&cfg->tls_listen_addr, &cfg->admin_listen_addr)))) {
+        fprintf(stderr, "ringcast: --admin-listen %s uses the port of another listener: give it its own port (or off)\n",
+                cfg->admin_listen_text);
         return -EINVAL;
     }
     if (!cfg->tls_listen_addr_len && (cfg->tls_cert || cfg->tls_key)) {

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,6 +34,33 @@
 #include "ringcast/util.h"
 
 static void unsubscribe_all(struct rc_shard *s, struct rc_conn *c);
+static void http_resume(struct rc_shard *s, struct rc_conn *c);
+static void close_unread(struct rc_shard *s, struct rc_conn *c, const char *reason);
+static void close_for_input(struct rc_shard *s, struct rc_conn *c, int status, const char *why);
+
+/* ---- unfinished input: what it holds, node-wide ---- */
+
+/* Every change of a connection's msg_cap or carry_cap goes through here, so
+ * srv->partial_bytes is the node's unfinished input (--max-partial-bytes). */
+static void partial_charge(struct rc_shard *s, int64_t delta) {
+    if (!delta) return;
+    atomic_fetch_add_explicit(&s->srv->partial_bytes, (uint64_t)delta, memory_order_relaxed);
+    RC_METRIC_ADD(&s->metrics, partial_input_bytes, (uint64_t)delta);
+}
+
+static uint64_t input_held(const struct rc_conn *c) { return c->msg_cap + c->carry_cap; }
+
+/* Drops c's unfinished input at once (c is being closed for it): only
+ * called outside c's input processing, which may point into these buffers. */
+static void release_input(struct rc_shard *s, struct rc_conn *c) {
+    if (input_held(c) >= RC_HTTP_PAUSE_BYTES) s->trim_wanted = true;
+    partial_charge(s, -(int64_t)input_held(c));
+    free(c->msg_buf);
+    free(c->carry);
+    c->msg_buf = c->carry = NULL;
+    c->msg_len = c->msg_cap = 0;
+    c->carry_len = c->carry_cap = 0;
+}
 
 /* ---- deadlines ---- */
 
@@ -59,22 +87,29 @@ void rc_conn_set_deadline(struct rc_shard *s, struct rc_conn *c, uint64_t deadli
  * idle-memory budget (perf/run idle, docs/performance.md). Grow it knowingly. */
 _Static_assert(sizeof(struct rc_conn) <= 232, "struct rc_conn outgrew its 240-byte malloc chunk");
 
-struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls) {
-    if (s->nfree == 0) return NULL;
+struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls, bool admin) {
+    if (s->nfree == 0 && s->nfresh == s->nslots) return NULL;
     struct rc_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     if (tls && rc_tls_conn_init(s, c) < 0) {
         free(c);
         return NULL;
     }
-    uint32_t idx = s->free_slots[--s->nfree];
+    /* Freed slots first (warm); the table's fresh tail is touched only when
+     * that many connections are open at once. */
+    uint32_t idx = s->nfree ? s->free_slots[--s->nfree] : s->nfresh++;
     c->fd = fd;
+    if (admin) {
+        c->flags |= RC_CF_ADMIN;
+        s->admin_conns++;
+    }
     c->idx = idx;
     c->gen = s->gens[idx];
     c->state = RC_CONN_HTTP;
     s->conns[idx] = c;
     s->nconns++;
     c->last_rx_s = s->clock_s;
+    c->last_tx_s = (uint16_t)s->clock_s;
     RC_METRIC_ADD(&s->metrics, connections_accepted_total, 1);
     RC_METRIC_ADD(&s->metrics, connections, 1);
     /* A TLS client first has --tls-handshake-timeout-ms for its handshake. */
@@ -101,6 +136,9 @@ static void conn_free(struct rc_shard *s, struct rc_conn *c) {
     }
     RC_METRIC_SUB(&s->metrics, connections, 1);
     RC_METRIC_SUB(&s->metrics, queued_bytes, c->sq.bytes);
+    if (c->sq.bytes >= RC_HTTP_PAUSE_BYTES || input_held(c) >= RC_HTTP_PAUSE_BYTES)
+        s->trim_wanted = true;
+    partial_charge(s, -(int64_t)input_held(c));
     rc_sendq_clear(&c->sq, &s->sq_pool);
     if (c->sctx) {
         c->sctx->next_free = s->free_sctx;
@@ -109,7 +147,17 @@ static void conn_free(struct rc_shard *s, struct rc_conn *c) {
     rc_tls_conn_free(s, c);
     free(c->carry);
     free(c->msg_buf);
+    if (c->flags & RC_CF_RESET) {
+        /* A stalled or abusive peer: reset, so the kernel frees the
+         * socket's buffers now instead of retrying them as an orphan. */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
     close(c->fd);
+    if (c->flags & RC_CF_ADMIN)
+        s->admin_conns--;
+    else
+        atomic_fetch_sub_explicit(&s->srv->client_conns, 1, memory_order_relaxed);
     s->conns[c->idx] = NULL;
     s->gens[c->idx] = (s->gens[c->idx] + 1) & 0xffffff;
     s->free_slots[s->nfree++] = c->idx;
@@ -146,8 +194,16 @@ void rc_conn_arm_recv(struct rc_shard *s, struct rc_conn *c) {
     c->inflight++;
 }
 
-int rc_conn_queue(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b) {
-    if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER) return -EPIPE;
+uint64_t rc_conn_queue_cost(const struct rc_conn *c) {
+    return c->sq.bytes + (uint64_t)c->sq.count * RC_QUEUE_NODE_COST;
+}
+
+static void over_cap(struct rc_shard *s, struct rc_conn *c, const char *what);
+
+/* Appends b to c's queue, no questions asked: rc_conn_queue's cap, and the
+ * close frame that follows a refusal. */
+static int sq_push(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b) {
+    if (!rc_conn_output_pending(c)) c->last_tx_s = (uint16_t)s->clock_s; /* the stall clock starts with the output */
     if (rc_sendq_push(&c->sq, &s->sq_pool, b) < 0) return -ENOMEM;
     RC_METRIC_ADD(&s->metrics, queued_bytes, b->len);
     if (!(c->flags & (RC_CF_SENDING | RC_CF_DIRTY))) {
@@ -156,6 +212,22 @@ int rc_conn_queue(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b) {
         s->dirty = c;
     }
     return 0;
+}
+
+/* Every byte for c comes through here, whoever produced it (replies,
+ * pongs, HTTP responses, echoes, broadcast frames), and counts against
+ * --max-queue-bytes where it enters. Over the cap (unless the queue is
+ * empty: one buffer always fits) c is closed, 1008 for a WebSocket, and b
+ * is dropped; that still returns 0, as c's fate is settled. Once a close
+ * frame is queued nothing else is, so that frame is never refused. */
+int rc_conn_queue(struct rc_shard *s, struct rc_conn *c, struct rc_buf *b) {
+    if (c->state == RC_CONN_DEAD || c->state == RC_CONN_LINGER) return -EPIPE;
+    if (!(c->flags & RC_CF_CLOSE_SENT) && !rc_sendq_empty(&c->sq) &&
+        rc_conn_queue_cost(c) + b->len + RC_QUEUE_NODE_COST > s->cfg->max_queue_bytes) {
+        over_cap(s, c, "its send queue passed --max-queue-bytes");
+        return 0;
+    }
+    return sq_push(s, c, b);
 }
 
 void rc_conn_flush(struct rc_shard *s, struct rc_conn *c) {
@@ -234,21 +306,21 @@ void rc_conn_on_send(struct rc_shard *s, struct rc_conn *c, int res) {
     }
     RC_METRIC_ADD(&s->metrics, bytes_sent_total, (uint64_t)res);
     RC_METRIC_ADD(&s->metrics, sends_total, 1);
+    if (res > 0) c->last_tx_s = (uint16_t)s->clock_s;
     if (c->tls) {
-        if (!rc_tls_on_send(s, c, res)) { /* ciphertext left (a short send) or more queued */
+        if (!rc_tls_on_send(s, c, res)) /* ciphertext left (a short send) or more queued */
             rc_conn_flush(s, c);
-            return;
-        }
-        if (c->flags & RC_CF_END_AFTER_SEND) end_after_send(s, c);
-        return;
+        else if (c->flags & RC_CF_END_AFTER_SEND)
+            end_after_send(s, c);
+    } else {
+        rc_sendq_consume(&c->sq, &s->sq_pool, (size_t)res);
+        RC_METRIC_SUB(&s->metrics, queued_bytes, (uint64_t)res);
+        if (!rc_sendq_empty(&c->sq)) /* more queued, or a short send: resume */
+            rc_conn_flush(s, c);
+        else if (c->flags & RC_CF_END_AFTER_SEND)
+            end_after_send(s, c);
     }
-    rc_sendq_consume(&c->sq, &s->sq_pool, (size_t)res);
-    RC_METRIC_SUB(&s->metrics, queued_bytes, (uint64_t)res);
-    if (!rc_sendq_empty(&c->sq)) { /* more queued, or a short send: resume */
-        rc_conn_flush(s, c);
-        return;
-    }
-    if (c->flags & RC_CF_END_AFTER_SEND) end_after_send(s, c);
+    if ((c->flags & RC_CF_READ_PAUSED) && rc_conn_queue_cost(c) <= RC_HTTP_PAUSE_BYTES / 2) http_resume(s, c);
 }
 
 /* Queues one unfragmented, uncompressed frame built in a fresh buffer:
@@ -356,11 +428,53 @@ void rc_conn_on_deadline(struct rc_shard *s, struct rc_conn *c) {
         rc_conn_abort(s, c);
         return;
     }
+    if (c->flags & RC_CF_READ_PAUSED) { /* its responses were never read: nothing more can reach it */
+        c->flags |= RC_CF_RESET;
+        rc_conn_abort(s, c);
+        return;
+    }
     if (c->state == RC_CONN_HTTP && c->carry_len && !(c->flags & RC_CF_END_AFTER_SEND)) {
-        rc_http_respond_error(s, c, 408, "request not completed in time", NULL, false);
+        RC_METRIC_ADD(&s->metrics, message_timeouts_total, 1);
+        close_for_input(s, c, 408, "request not completed in time");
+        return;
+    }
+    if (c->state == RC_CONN_WS && !(c->flags & RC_CF_CLOSE_SENT)) { /* the message deadline */
+        RC_METRIC_ADD(&s->metrics, message_timeouts_total, 1);
+        close_for_input(s, c, 0, "message not completed in time");
         return;
     }
     rc_conn_abort(s, c);
+}
+
+/* ---- the periodic sweep ---- */
+
+/*
+ * Stalls: a socket that has taken no bytes of pending output for
+ * --stall-timeout-s belongs to a reader that stopped reading; it is closed
+ * whether its topics conflate or not, or it would pin its kernel send
+ * buffer forever. Liveness: a WebSocket silent for half of
+ * --idle-timeout-s gets a ping (browsers and client libraries answer it by
+ * themselves, so a client that only listens stays); one silent for the
+ * whole timeout is closed.
+ */
+void rc_conn_sweep(struct rc_shard *s, struct rc_conn *c) {
+    if (c->state == RC_CONN_DEAD) return;
+    uint16_t stalled_s = (uint16_t)((uint16_t)s->clock_s - c->last_tx_s); /* --stall-timeout-s < 2^16 */
+    if (rc_conn_output_pending(c) && stalled_s >= s->cfg->stall_timeout_s) {
+        RC_METRIC_ADD(&s->metrics, stall_closes_total, 1);
+        RC_INFO("conn %u: its socket took no bytes for %us: closing (stalled)", c->idx, (unsigned)stalled_s);
+        close_unread(s, c, "stalled");
+        return;
+    }
+    if (c->state != RC_CONN_WS) return;
+    uint32_t limit = s->cfg->idle_timeout_s;
+    uint32_t silent = s->clock_s - c->last_rx_s;
+    if (silent > limit) {
+        RC_METRIC_ADD(&s->metrics, idle_closes_total, 1);
+        rc_conn_ws_close(s, c, RC_WS_CLOSE_NORMAL, "idle timeout");
+    } else if (silent >= (limit + 1) / 2 && !(c->flags & RC_CF_PINGED)) {
+        rc_conn_ws_ping(s, c);
+    }
 }
 
 void rc_conn_on_eof(struct rc_shard *s, struct rc_conn *c) {
@@ -376,20 +490,24 @@ void rc_conn_on_eof(struct rc_shard *s, struct rc_conn *c) {
 
 /* ---- WebSocket messages ---- */
 
-static int msg_reserve(struct rc_conn *c, uint64_t need) {
+/* Grows msg_buf to hold `need` payload bytes: doubling as bytes arrive,
+ * never ahead of them (a frame header announcing 16 MiB costs nothing until
+ * the bytes come), never past the endpoint's message size. */
+static int msg_reserve(struct rc_shard *s, struct rc_conn *c, uint64_t need) {
     if (need <= c->msg_cap) return 0;
     uint64_t cap = c->msg_cap ? c->msg_cap : 4096;
     while (cap < need) cap *= 2;
     if (cap > need && cap > c->dec.max_message && c->dec.max_message) cap = RC_MAX(need, c->dec.max_message);
     uint8_t *p = realloc(c->msg_buf, RC_WS_MAX_HEADER + cap);
     if (!p) return -ENOMEM;
+    partial_charge(s, (int64_t)(cap - c->msg_cap));
     c->msg_buf = p;
     c->msg_cap = cap;
     return 0;
 }
 
 static void echo_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode) {
-    if (!c->msg_buf && msg_reserve(c, 1) < 0) {
+    if (!c->msg_buf && msg_reserve(s, c, 1) < 0) {
         rc_conn_abort(s, c);
         return;
     }
@@ -401,6 +519,7 @@ static void echo_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode) 
         rc_conn_abort(s, c);
         return;
     }
+    partial_charge(s, -(int64_t)c->msg_cap); /* the message is a queued frame now */
     c->msg_buf = NULL;
     c->msg_len = c->msg_cap = 0;
     int ret = rc_conn_queue(s, c, b);
@@ -589,11 +708,42 @@ static uint32_t untouchable(const struct rc_conn *c) {
     return c->sq.head_off ? 1 : 0;
 }
 
+/* Drops what c has not started sending (its reader is not keeping up). */
+static void drop_unsent(struct rc_shard *s, struct rc_conn *c) {
+    uint64_t before = c->sq.bytes;
+    if (before >= RC_HTTP_PAUSE_BYTES) s->trim_wanted = true;
+    rc_sendq_drop_if(&c->sq, &s->sq_pool, untouchable(c), any_buf, NULL);
+    RC_METRIC_SUB(&s->metrics, queued_bytes, before - c->sq.bytes);
+}
+
+/* c's reader does not keep up (its queue is over the cap, or its socket
+ * took nothing for --stall-timeout-s): what it has not started receiving
+ * goes, a WebSocket gets 1008 with `reason`, and the TCP connection ends
+ * with a reset (after --close-timeout-ms at most), so neither its queue nor
+ * its kernel buffers outlive the decision. */
+static void close_unread(struct rc_shard *s, struct rc_conn *c, const char *reason) {
+    c->flags |= RC_CF_RESET;
+    drop_unsent(s, c);
+    if (c->state == RC_CONN_WS && !(c->flags & RC_CF_CLOSE_SENT)) {
+        rc_conn_ws_close(s, c, RC_WS_CLOSE_POLICY, reason);
+        c->flags |= RC_CF_DECODER_DEAD | RC_CF_END_AFTER_SEND;
+    } else {
+        rc_conn_abort(s, c);
+    }
+}
+
+static void over_cap(struct rc_shard *s, struct rc_conn *c, const char *what) {
+    RC_METRIC_ADD(&s->metrics, slow_consumer_closes_total, 1);
+    RC_INFO("conn %u: %s (%llu bytes queued, --max-queue-bytes %llu): closing", c->idx, what,
+            (unsigned long long)rc_conn_queue_cost(c), (unsigned long long)s->cfg->max_queue_bytes);
+    close_unread(s, c, "slow consumer");
+}
+
 void rc_conn_deliver(struct rc_shard *s, struct rc_conn *c, struct rc_buf *view) {
     if (c->state != RC_CONN_WS || (c->flags & RC_CF_CLOSE_SENT)) return;
     const struct rc_frame *f = rc_view_frame(view);
     uint64_t cap = s->cfg->max_queue_bytes;
-    if (c->sq.bytes && c->sq.bytes + view->len > cap) {
+    if (c->sq.bytes && rc_conn_queue_cost(c) + view->len + RC_QUEUE_NODE_COST > cap) {
         if (f->flags & RC_FRAME_CONFLATE) {
             /* Latest value wins: the older queued frames of this topic go. */
             struct conflate_ctx x = {.like = f, .msgs = 0};
@@ -603,16 +753,8 @@ void rc_conn_deliver(struct rc_shard *s, struct rc_conn *c, struct rc_buf *view)
             RC_METRIC_ADD(&s->metrics, frames_conflated_total, dropped);
             RC_METRIC_ADD(&s->metrics, messages_conflated_total, x.msgs);
         }
-        if (c->sq.bytes && c->sq.bytes + view->len > cap) {
-            /* Slow consumer: what it has not started receiving is dropped,
-             * and it is closed; nobody else waits for it. */
-            RC_METRIC_ADD(&s->metrics, slow_consumer_closes_total, 1);
-            RC_INFO("conn %u: slow consumer (%llu bytes queued, cap %llu): closing 1008", c->idx,
-                    (unsigned long long)c->sq.bytes, (unsigned long long)cap);
-            uint64_t before = c->sq.bytes;
-            rc_sendq_drop_if(&c->sq, &s->sq_pool, untouchable(c), any_buf, NULL);
-            RC_METRIC_SUB(&s->metrics, queued_bytes, before - c->sq.bytes);
-            rc_conn_ws_close(s, c, RC_WS_CLOSE_POLICY, "slow consumer");
+        if (c->sq.bytes && rc_conn_queue_cost(c) + view->len + RC_QUEUE_NODE_COST > cap) {
+            over_cap(s, c, "slow consumer"); /* nobody else waits for it */
             return;
         }
     }
@@ -660,10 +802,17 @@ static void echo_copy(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, con
 static void ws_on_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode, bool compressed, const uint8_t *p,
                           size_t n, bool assembled) {
     if (compressed) {
-        size_t cap = s->cfg->max_message_bytes;
-        if (!s->inflate_buf && !(s->inflate_buf = malloc(cap))) {
-            ws_fail(s, c, RC_WS_CLOSE_INTERNAL, "out of memory");
-            return;
+        /* Inflating stops at the endpoint's message size: a small
+         * compressed message costs at most that much output. */
+        size_t cap = (size_t)c->dec.max_message;
+        if (cap > s->inflate_cap) {
+            uint8_t *buf = realloc(s->inflate_buf, cap);
+            if (!buf) {
+                ws_fail(s, c, RC_WS_CLOSE_INTERNAL, "out of memory");
+                return;
+            }
+            s->inflate_buf = buf;
+            s->inflate_cap = cap;
         }
         ssize_t r = rc_inflate_message(s->inflater, p, n, s->inflate_buf, cap);
         if (r == -E2BIG) {
@@ -684,10 +833,6 @@ static void ws_on_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode,
     }
     switch (c->endpoint) {
     case RC_EP_ECHO:
-        if (c->sq.bytes > s->cfg->max_queue_bytes) {
-            ws_fail(s, c, RC_WS_CLOSE_POLICY, "slow consumer");
-            return;
-        }
         if (assembled && !c->pmd_bits)
             echo_message(s, c, opcode); /* zero copy: msg_buf becomes the frame */
         else
@@ -709,7 +854,7 @@ static void ws_on_data(struct rc_shard *s, struct rc_conn *c, const struct rc_ws
         return;
     }
     if (ev->len) {
-        if (msg_reserve(c, c->msg_len + ev->len + c->dec.remaining) < 0) {
+        if (msg_reserve(s, c, c->msg_len + ev->len) < 0) {
             ws_fail(s, c, RC_WS_CLOSE_INTERNAL, "out of memory");
             return;
         }
@@ -721,6 +866,7 @@ static void ws_on_data(struct rc_shard *s, struct rc_conn *c, const struct rc_ws
                   c->msg_buf != NULL);
     /* Unless the echo adopted it, the message buffer goes: idle
      * connections hold none. */
+    partial_charge(s, -(int64_t)c->msg_cap);
     free(c->msg_buf);
     c->msg_buf = NULL;
     c->msg_len = c->msg_cap = 0;
@@ -772,10 +918,42 @@ static bool host_header_ok(const struct rc_http_request *req) {
     return hosts == 1;
 }
 
+/*
+ * HTTP backpressure: a client whose responses pile up (pipelining without
+ * reading) is not read either. Its multishot recv is cancelled, so the
+ * kernel's receive buffer fills and its sends block; what had already
+ * arrived waits in carry. Below half the mark the recv is re-armed and the
+ * waiting requests are parsed. A client that never reads its responses is
+ * reset at --request-timeout-ms (or sooner by the stall sweep).
+ */
+static void http_pause(struct rc_shard *s, struct rc_conn *c) {
+    if (c->flags & RC_CF_READ_PAUSED) return;
+    c->flags |= RC_CF_READ_PAUSED;
+    if (c->flags & RC_CF_RECV_ARMED) {
+        struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
+        io_uring_prep_cancel64(sqe, rc_ud(RC_OP_RECV, c->idx, c->gen), 0);
+        io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_CANCEL, c->idx, c->gen));
+        c->inflight++;
+    }
+    rc_conn_set_deadline(s, c, s->now_ms + s->cfg->request_timeout_ms);
+}
+
+static void http_resume(struct rc_shard *s, struct rc_conn *c) {
+    c->flags &= ~RC_CF_READ_PAUSED;
+    if (c->state != RC_CONN_HTTP || (c->flags & RC_CF_END_AFTER_SEND)) return;
+    rc_conn_set_deadline(s, c, s->now_ms + s->cfg->request_timeout_ms);
+    if (!(c->flags & (RC_CF_RECV_ARMED | RC_CF_PEER_EOF))) rc_conn_arm_recv(s, c);
+    if (c->carry_len) rc_conn_on_plain(s, c, NULL, 0); /* the requests that waited */
+}
+
 /* Parses and routes complete requests in p[0..n). Returns bytes consumed. */
 static size_t http_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, size_t n) {
     size_t off = 0;
     while (off < n && c->state == RC_CONN_HTTP && !(c->flags & RC_CF_END_AFTER_SEND)) {
+        if (rc_conn_queue_cost(c) > RC_HTTP_PAUSE_BYTES) { /* its responses are not being read */
+            http_pause(s, c);
+            return off;
+        }
         struct rc_http_request req;
         ssize_t r = rc_http_parse_request((const char *)p + off, n - off, &s->http_limits, &req);
         if (r == -EAGAIN) return off;
@@ -814,7 +992,58 @@ static size_t http_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, si
 
 /* ---- input ---- */
 
-static int carry_store(struct rc_conn *c, const uint8_t *p, size_t n, size_t keep) {
+/*
+ * Unfinished input is bounded in time and, node-wide, in bytes. A WebSocket
+ * message (or frame header) begun and not finished within
+ * --message-timeout-ms is closed 1008; an HTTP request not complete by then
+ * (or by its --request-timeout-ms, whichever is first) gets 408. Past
+ * --max-partial-bytes the largest holders go first.
+ */
+static void track_unfinished(struct rc_shard *s, struct rc_conn *c) {
+    if (c->state == RC_CONN_WS && !(c->flags & RC_CF_CLOSE_SENT)) {
+        bool unfinished = c->dec.msg_opcode || c->dec.in_frame || c->carry_len;
+        if (unfinished && !c->deadline_ms)
+            rc_conn_set_deadline(s, c, s->now_ms + s->cfg->message_timeout_ms);
+        else if (!unfinished && c->deadline_ms)
+            rc_conn_set_deadline(s, c, 0);
+    } else if (c->state == RC_CONN_HTTP && c->carry_len && !(c->flags & (RC_CF_READ_PAUSED | RC_CF_END_AFTER_SEND))) {
+        uint64_t by = s->now_ms + s->cfg->message_timeout_ms;
+        if (!c->deadline_ms || c->deadline_ms > by) rc_conn_set_deadline(s, c, by);
+    }
+    if (atomic_load_explicit(&s->srv->partial_bytes, memory_order_relaxed) > s->cfg->max_partial_bytes)
+        rc_conn_enforce_partial_budget(s);
+}
+
+/* c held too much unfinished input, or held it too long: it goes, with a
+ * clear answer (WebSocket 1008, HTTP `status`). */
+static void close_for_input(struct rc_shard *s, struct rc_conn *c, int status, const char *why) {
+    release_input(s, c);
+    c->flags |= RC_CF_RESET;
+    if (c->state == RC_CONN_WS && !(c->flags & RC_CF_CLOSE_SENT))
+        ws_fail(s, c, RC_WS_CLOSE_POLICY, why);
+    else if (c->state == RC_CONN_HTTP && !(c->flags & RC_CF_END_AFTER_SEND))
+        rc_http_respond_error(s, c, status, why, NULL, false);
+    else
+        rc_conn_abort(s, c);
+}
+
+void rc_conn_enforce_partial_budget(struct rc_shard *s) {
+    while (atomic_load_explicit(&s->srv->partial_bytes, memory_order_relaxed) > s->cfg->max_partial_bytes) {
+        /* Holders of unfinished input all have a deadline, so they are on
+         * the (short) deadline list. */
+        struct rc_conn *big = NULL;
+        for (struct rc_conn *c = s->timed.timed_next; c != &s->timed; c = c->timed_next)
+            if (input_held(c) && (!big || input_held(c) > input_held(big))) big = c;
+        if (!big) return; /* this shard holds none: the others close theirs */
+        RC_METRIC_ADD(&s->metrics, partial_input_closes_total, 1);
+        RC_INFO("conn %u: closed for holding %llu bytes of unfinished input while the node is over "
+                "--max-partial-bytes %llu",
+                big->idx, (unsigned long long)input_held(big), (unsigned long long)s->cfg->max_partial_bytes);
+        close_for_input(s, big, 503, "server busy: unfinished input over the node's budget");
+    }
+}
+
+static int carry_store(struct rc_shard *s, struct rc_conn *c, const uint8_t *p, size_t n, size_t keep) {
     /* keep: bytes already in carry that stay in front */
     size_t need = keep + n;
     if (need > c->carry_cap) {
@@ -822,6 +1051,7 @@ static int carry_store(struct rc_conn *c, const uint8_t *p, size_t n, size_t kee
         while (cap < need) cap *= 2;
         uint8_t *q = realloc(c->carry, cap);
         if (!q) return -ENOMEM;
+        partial_charge(s, (int64_t)cap - (int64_t)c->carry_cap);
         c->carry = q;
         c->carry_cap = (uint32_t)cap;
     }
@@ -830,7 +1060,8 @@ static int carry_store(struct rc_conn *c, const uint8_t *p, size_t n, size_t kee
     return 0;
 }
 
-static void carry_drop(struct rc_conn *c) {
+static void carry_drop(struct rc_shard *s, struct rc_conn *c) {
+    partial_charge(s, -(int64_t)c->carry_cap);
     free(c->carry);
     c->carry = NULL;
     c->carry_len = c->carry_cap = 0;
@@ -852,7 +1083,7 @@ void rc_conn_on_plain(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size
     uint8_t *p = data;
     size_t n = len;
     if (c->carry_len) {
-        if (carry_store(c, data, len, c->carry_len) < 0) {
+        if (len && carry_store(s, c, data, len, c->carry_len) < 0) {
             rc_conn_abort(s, c);
             return;
         }
@@ -863,11 +1094,17 @@ void rc_conn_on_plain(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size
     if (c->state == RC_CONN_DEAD) return;
     size_t left = n - used;
     if (left == 0) {
-        if (c->carry) carry_drop(c);
+        if (c->carry) carry_drop(s, c);
+        track_unfinished(s, c);
+        return;
     } else if (p == c->carry) {
         memmove(c->carry, c->carry + used, left);
         c->carry_len = (uint32_t)left;
-    } else if (carry_store(c, p + used, left, 0) < 0) {
+        track_unfinished(s, c);
+        return;
+    } else if (carry_store(s, c, p + used, left, 0) < 0) {
         rc_conn_abort(s, c);
+        return;
     }
+    track_unfinished(s, c);
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "shard.h"
+#include "ringcast/message.h"
 #include "ringcast/pmd.h"
 #include "ringcast/publish.h"
 #include "ringcast/util.h"
@@ -142,7 +143,10 @@ static void ws_upgrade(struct rc_shard *s, struct rc_conn *c, const struct rc_ht
     c->endpoint = (uint8_t)endpoint;
     c->pmd_bits = deflate ? pmd.server_max_window_bits : 0;
     if (deflate && endpoint == RC_EP_WS) atomic_fetch_add(&s->srv->pmd_ws, 1);
-    rc_ws_decoder_init(&c->dec, s->cfg->max_message_bytes, deflate);
+    /* /echo takes messages up to --max-message-bytes; the client protocols'
+     * messages are small control messages. */
+    rc_ws_decoder_init(&c->dec, endpoint == RC_EP_ECHO ? s->cfg->max_message_bytes : s->cfg->max_client_message_bytes,
+                       deflate);
     rc_conn_set_deadline(s, c, 0);
     RC_METRIC_ADD(&s->metrics, ws_upgrades_total, 1);
 }
@@ -153,19 +157,33 @@ static bool is_post(const struct rc_http_request *req) {
 
 /* ---- POST /api/v1/publish ---- */
 
-struct publish_ctx {
+/* Every item of a request, checked before any is published (all or nothing). */
+struct publish_batch {
     struct rc_shard *s;
+    struct rc_message *msgs;
+    size_t n, cap;
+    char *err;
+    size_t errcap;
 };
 
-static int publish_item(void *arg, const struct rc_pub_item *it) {
-    struct publish_ctx *x = arg;
-    if (x->s->srv->redis) return rc_shard_redis_publish(x->s, it->topic, it->topic_len, it->data, it->data_len, it->broadcast);
-    return rc_shard_publish(x->s, it->topic, it->topic_len, it->data, it->data_len, it->broadcast);
-}
-
-static int count_item(void *arg, const struct rc_pub_item *it) {
-    (void)it;
-    (*(size_t *)arg)++;
+static int collect_item(void *arg, const struct rc_pub_item *it) {
+    struct publish_batch *x = arg;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 16;
+        struct rc_message *v = realloc(x->msgs, cap * sizeof *v);
+        if (!v) return -ENOMEM;
+        x->msgs = v;
+        x->cap = cap;
+    }
+    struct rc_message *m = &x->msgs[x->n];
+    *m = (struct rc_message){.topic = it->topic, .topic_len = it->topic_len, .data = it->data, .len = it->data_len,
+                             .broadcast = it->broadcast};
+    const char *why = rc_message_check(m, x->s->cfg->max_message_bytes);
+    if (why) {
+        snprintf(x->err, x->errcap, "item %zu: %s", x->n, why);
+        return -EINVAL;
+    }
+    x->n++;
     return 0;
 }
 
@@ -181,31 +199,40 @@ static void redis_refuse(struct rc_shard *s, struct rc_conn *c, const struct rc_
     rc_http_respond_error(s, c, 503, "redis unavailable: nothing was published", "Retry-After: 1\r\n", req->keep_alive);
 }
 
+/* A publish that arrives during the drain would land in a window nobody
+ * delivers: it is refused, never answered 2xx. */
+static bool refuse_while_draining(struct rc_shard *s, struct rc_conn *c) {
+    if (!s->draining) return false;
+    rc_http_respond_error(s, c, 503, "server shutting down: nothing was published", "Retry-After: 1\r\n", false);
+    return true;
+}
+
 static void route_publish(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                           const uint8_t *body, size_t body_len) {
-    char err[160];
-    struct publish_ctx x = {s};
-    if (redis_down(s)) {
-        size_t items = 0; /* bad input still gets its 400; a valid body is counted, item by item */
-        if (rc_publish_parse((const char *)body, body_len, RC_PUBLISH_MAX_ITEMS, count_item, &items, err, sizeof err) < 0) {
-            rc_http_respond_error(s, c, 400, err, NULL, req->keep_alive);
-            return;
-        }
-        redis_refuse(s, c, req, items);
-        return;
+    if (refuse_while_draining(s, c)) return;
+    char err[200];
+    struct publish_batch x = {.s = s, .err = err, .errcap = sizeof err};
+    ssize_t n = rc_publish_parse((const char *)body, body_len, RC_PUBLISH_MAX_ITEMS, collect_item, &x, err, sizeof err);
+    if (n >= 0 && redis_down(s)) {
+        redis_refuse(s, c, req, x.n);
+        goto out;
     }
-    ssize_t n = rc_publish_parse((const char *)body, body_len, RC_PUBLISH_MAX_ITEMS, publish_item, &x, err, sizeof err);
+    for (size_t i = 0; n >= 0 && i < x.n; i++) {
+        const char *why = NULL;
+        int r = s->srv->redis ? rc_shard_redis_publish(s, &x.msgs[i], &why) : rc_shard_publish(s, &x.msgs[i], &why);
+        if (r < 0) n = r;
+    }
     if (n == -ENOMEM) {
         rc_http_respond_error(s, c, 503, "out of memory: not all messages were published", NULL, req->keep_alive);
-        return;
-    }
-    if (n < 0) {
+    } else if (n < 0) {
         rc_http_respond_error(s, c, 400, err, NULL, req->keep_alive);
-        return;
+    } else {
+        char out[64];
+        int len = snprintf(out, sizeof out, "{\"published\":%zd}", n);
+        rc_http_respond(s, c, 200, "application/json", NULL, out, (size_t)len, req->keep_alive);
     }
-    char out[64];
-    int len = snprintf(out, sizeof out, "{\"published\":%zd}", n);
-    rc_http_respond(s, c, 200, "application/json", NULL, out, (size_t)len, req->keep_alive);
+out:
+    free(x.msgs);
 }
 
 /* ---- POST /ws/test (seed 001): broadcast a test message to every client ---- */
@@ -213,6 +240,7 @@ static void route_publish(struct rc_shard *s, struct rc_conn *c, const struct rc
 static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                           const uint8_t *body, size_t body_len) {
     char when[32];
+    if (refuse_while_draining(s, c)) return;
     if (redis_down(s)) {
         redis_refuse(s, c, req, 1);
         return;
@@ -241,12 +269,20 @@ static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc
     cJSON_AddStringToObject(out, "message", message);
     cJSON_AddStringToObject(out, "timestamp", when);
     char *text = cJSON_PrintUnformatted(out);
-    int ret = !text                ? -ENOMEM
-              : s->srv->redis ? rc_shard_redis_publish(s, NULL, 0, text, strlen(text), true)
-                              : rc_shard_publish(s, NULL, 0, text, strlen(text), true);
+    const char *why = NULL;
+    struct rc_message msg = {.data = text, .len = text ? strlen(text) : 0, .broadcast = true};
+    int ret = !text           ? -ENOMEM
+              : s->srv->redis ? rc_shard_redis_publish(s, &msg, &why)
+                              : rc_shard_publish(s, &msg, &why);
     free(text);
     cJSON_Delete(out);
     cJSON_Delete(root);
+    if (ret == -EINVAL) {
+        char err[200];
+        snprintf(err, sizeof err, "\"message\": %s", why);
+        rc_http_respond_error(s, c, 400, err, NULL, req->keep_alive);
+        return;
+    }
     if (ret < 0) {
         rc_http_respond_error(s, c, 503, ret == -EAGAIN ? "redis unavailable: nothing was published" : "out of memory",
                               NULL, req->keep_alive);

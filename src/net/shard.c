@@ -20,6 +20,8 @@
  */
 #include <errno.h>
 #include <fnmatch.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -39,20 +41,22 @@
 
 /* ---- shard-level requests ---- */
 
-/* idx 0: the plain listener, 1: the TLS listener */
-static void arm_accept_on(struct rc_shard *s, bool tls) {
+/* The listeners, by the idx of their accept's user_data. */
+enum { RC_LISTENER_PLAIN = 0, RC_LISTENER_TLS = 1, RC_LISTENER_ADMIN = 2 };
+
+static void arm_accept_on(struct rc_shard *s, int which, int fd, bool *armed) {
     struct io_uring_sqe *sqe = rc_ring_sqe(&s->ring);
-    io_uring_prep_multishot_accept(sqe, tls ? s->tls_listen_fd : s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_ACCEPT, tls, 0));
-    if (tls)
-        s->tls_accept_armed = true;
-    else
-        s->accept_armed = true;
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, rc_ud(RC_OP_ACCEPT, (uint32_t)which, 0));
+    *armed = true;
 }
 
 static void arm_accept(struct rc_shard *s) {
-    if (s->listen_fd >= 0 && !s->accept_armed) arm_accept_on(s, false);
-    if (s->tls_listen_fd >= 0 && !s->tls_accept_armed) arm_accept_on(s, true);
+    if (s->listen_fd >= 0 && !s->accept_armed) arm_accept_on(s, RC_LISTENER_PLAIN, s->listen_fd, &s->accept_armed);
+    if (s->tls_listen_fd >= 0 && !s->tls_accept_armed)
+        arm_accept_on(s, RC_LISTENER_TLS, s->tls_listen_fd, &s->tls_accept_armed);
+    if (s->admin_fd >= 0 && !s->admin_accept_armed)
+        arm_accept_on(s, RC_LISTENER_ADMIN, s->admin_fd, &s->admin_accept_armed);
 }
 
 static void arm_wake(struct rc_shard *s) {
@@ -70,15 +74,30 @@ static void arm_timer(struct rc_shard *s, bool multishot) {
     s->timer_armed = true;
 }
 
-static int open_listener(const struct sockaddr_storage *addr, socklen_t addr_len, int *out) {
+/*
+ * Opens a listener. Client listeners are one SO_REUSEPORT socket per shard
+ * (the kernel spreads connections over them); the admin listener is one
+ * socket on shard 0. Accepted sockets inherit TCP_NODELAY (frames are
+ * already batched per connection: Nagle would only add latency) and the
+ * client listeners' SO_SNDBUF/SO_RCVBUF (--sndbuf/--rcvbuf: the kernel
+ * memory one connection may pin), so no accept pays a setsockopt.
+ */
+static int open_listener(const struct rc_config *cfg, const struct sockaddr_storage *addr, socklen_t addr_len,
+                         bool client, int *out) {
     int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
-    /* Accepted sockets inherit TCP_NODELAY from the listener: frames are
-     * already batched per connection, Nagle would only add latency. */
+    if ((client || cfg->reuse_port) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) goto fail;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (client && cfg->sndbuf) {
+        int v = (int)cfg->sndbuf;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+    }
+    if (client && cfg->rcvbuf) {
+        int v = (int)cfg->rcvbuf;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+    }
     if (addr->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     if (bind(fd, (const struct sockaddr *)addr, addr_len) < 0) goto fail;
     if (listen(fd, 4096) < 0) goto fail;
@@ -171,23 +190,27 @@ void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int d
         RC_WARN("out of memory telling the Redis link about subscribers of %s", t->name);
 }
 
-int rc_shard_redis_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
-                           bool broadcast) {
+int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, const char **why) {
+    if (!m->checked && (*why = rc_message_check(m, s->cfg->max_message_bytes))) return -EINVAL;
     if (!atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed)) return -EAGAIN;
-    if (broadcast) topic = "", topic_len = 0;
-    if (s->id == 0) return rc_redis_publish(s->srv->redis, topic, topic_len, data, len, broadcast) == -ENOMEM ? -ENOMEM : 0;
-    return rc_msg_add_pub(&s->out_pub[0], 0, topic, topic_len, data, len,
-                          RC_PUB_REDIS_PUBLISH | (broadcast ? RC_FRAME_BROADCAST : 0));
+    const char *topic = m->broadcast ? "" : m->topic;
+    size_t topic_len = m->broadcast ? 0 : m->topic_len;
+    if (s->id == 0)
+        return rc_redis_publish(s->srv->redis, topic, topic_len, m->data, m->len, m->broadcast) == -ENOMEM ? -ENOMEM : 0;
+    return rc_msg_add_pub(&s->out_pub[0], 0, topic, topic_len, m->data, m->len,
+                          RC_PUB_REDIS_PUBLISH | (m->broadcast ? RC_FRAME_BROADCAST : 0));
 }
 
-int rc_shard_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
-                     bool broadcast) {
-    if (broadcast) topic = "", topic_len = 0; /* one internal topic: broadcasts keep their order */
+int rc_shard_publish(struct rc_shard *s, struct rc_message *m, const char **why) {
+    if (!m->checked && (*why = rc_message_check(m, s->cfg->max_message_bytes))) return -EINVAL;
+    /* Broadcasts are one internal topic, "", owned by shard 0: they keep their order. */
+    const char *topic = m->broadcast ? "" : m->topic;
+    size_t topic_len = m->broadcast ? 0 : m->topic_len;
     uint64_t hash = rc_topic_hash(topic, topic_len);
-    unsigned owner = broadcast ? 0 : rc_topic_owner(hash, s->srv->nshards);
-    uint8_t flags = broadcast ? RC_FRAME_BROADCAST : 0;
-    if (owner == (unsigned)s->id) return owner_append(s, topic, topic_len, hash, data, len, flags);
-    return rc_msg_add_pub(&s->out_pub[owner], hash, topic, topic_len, data, len, flags);
+    unsigned owner = m->broadcast ? 0 : rc_topic_owner(hash, s->srv->nshards);
+    uint8_t flags = m->broadcast ? RC_FRAME_BROADCAST : 0;
+    if (owner == (unsigned)s->id) return owner_append(s, topic, topic_len, hash, m->data, m->len, flags);
+    return rc_msg_add_pub(&s->out_pub[owner], hash, topic, topic_len, m->data, m->len, flags);
 }
 
 /*
@@ -381,7 +404,9 @@ static void on_demo_tick(struct rc_shard *s) {
         s->demo_next = (s->demo_next + 1) % s->ndemo_owned;
         size_t len = rc_demo_next(&s->demo, i, now_us, s->demo_buf, s->demo_buf_cap);
         const struct rc_demo_topic *dt = &s->demo.topics[i];
-        if (len) owner_append(s, dt->name, dt->name_len, rc_topic_hash(dt->name, dt->name_len), s->demo_buf, len, 0);
+        struct rc_message m = {.topic = dt->name, .topic_len = dt->name_len, .data = s->demo_buf, .len = len};
+        const char *why = NULL;
+        if (len && rc_shard_publish(s, &m, &why) == -EINVAL) RC_WARN("demo message on %s refused: %s", dt->name, why);
     }
 }
 
@@ -404,26 +429,97 @@ static int demo_setup(struct rc_shard *s) {
     return 0;
 }
 
-/* ---- liveness ---- */
+/* ---- the sweep ---- */
+
+/* Every connection, every --idle-sweep-s (more often when --stall-timeout-s
+ * asks): liveness pings, idle closes, stalled sockets (rc_conn_sweep). */
+static void sweep(struct rc_shard *s) {
+    for (uint32_t i = 0; i < s->nfresh; i++)
+        if (s->conns[i]) rc_conn_sweep(s, s->conns[i]);
+}
+
+static uint64_t sweep_period_ms(const struct rc_config *cfg) {
+    unsigned sec = RC_MIN(cfg->idle_sweep_s, RC_MAX(1u, cfg->stall_timeout_s / 4));
+    return (uint64_t)sec * 1000;
+}
 
 /*
- * Liveness: a WebSocket silent for half of --idle-timeout-s gets a ping
- * (browsers and client libraries answer it by themselves, so a client that
- * only listens stays); one silent for the whole timeout is closed.
+ * Memory goes back after a flood. Big buffers are mmapped (the mmap
+ * threshold is pinned at start-up, so they are unmapped on free); what was
+ * carved from malloc's arenas is returned by malloc_trim, and the recv
+ * buffers a flood touched (--recv-bufs × --recv-buf-size per shard) are
+ * dropped until used again. At most every 2 s, only after a connection of
+ * this shard freed something large, at the end of a loop pass (every
+ * received buffer handled).
  */
-static void idle_sweep(struct rc_shard *s) {
-    uint32_t limit = s->cfg->idle_timeout_s;
-    for (uint32_t i = 0; i < s->nslots; i++) {
-        struct rc_conn *c = s->conns[i];
-        if (!c || c->state != RC_CONN_WS) continue;
-        uint32_t silent = s->clock_s - c->last_rx_s;
-        if (silent > limit) {
-            RC_METRIC_ADD(&s->metrics, idle_closes_total, 1);
-            rc_conn_ws_close(s, c, RC_WS_CLOSE_NORMAL, "idle timeout");
-        } else if (silent >= (limit + 1) / 2 && !(c->flags & RC_CF_PINGED)) {
-            rc_conn_ws_ping(s, c);
-        }
+static void trim_memory(struct rc_shard *s) {
+    if (!s->trim_wanted || s->now_ms < s->next_trim_ms) return;
+    s->trim_wanted = false;
+    s->next_trim_ms = s->now_ms + 2000;
+    if (s->ring_flags & IORING_SETUP_DEFER_TASKRUN) rc_bufring_release_pages(&s->rbufs);
+    malloc_trim(0);
+}
+
+/* ---- refusing connections over --max-conns ---- */
+
+/* Logs the refusals at most once a second, node-wide, with their count. */
+static void log_refusals(struct rc_shard *s) {
+    struct rc_server *srv = s->srv;
+    uint64_t last = atomic_load_explicit(&srv->refused_log_ms, memory_order_relaxed);
+    if (s->now_ms < last + 1000 || !atomic_load_explicit(&srv->refused_unlogged, memory_order_relaxed)) return;
+    if (!atomic_compare_exchange_strong(&srv->refused_log_ms, &last, s->now_ms)) return;
+    unsigned n = atomic_exchange(&srv->refused_unlogged, 0);
+    if (n) RC_WARN("refused %u connection%s: at --max-conns %u (answered 503)", n, n > 1 ? "s" : "", s->cfg->max_conns);
+}
+
+static void refused_close(struct rc_shard *s, uint32_t i) {
+    close(s->refused[i].fd);
+    s->refused[i] = s->refused[--s->nrefused];
+}
+
+/*
+ * Over --max-conns (or the admin listener's own cap): the client gets a 503
+ * at once, written without reading its request (one non-blocking send of a
+ * few hundred bytes, which a fresh socket always takes). The socket then
+ * lingers for RC_REFUSED_LINGER_MS with its write side shut, so a request
+ * that arrives meanwhile cannot turn our close into a reset that destroys
+ * the answer; at most RC_REFUSED_MAX linger per shard (the oldest goes).
+ * A TLS client cannot read a plain answer: it is just closed.
+ */
+static void refuse(struct rc_shard *s, int fd, bool tls) {
+    RC_METRIC_ADD(&s->metrics, connections_refused_total, 1);
+    atomic_fetch_add_explicit(&s->srv->refused_unlogged, 1, memory_order_relaxed);
+    log_refusals(s);
+    if (tls) {
+        close(fd);
+        return;
     }
+    char body[128], resp[384];
+    int bl = snprintf(body, sizeof body, "{\"error\":\"server at its connection limit: retry later\",\"status\":503}");
+    ssize_t n = rc_http_format_response(resp, sizeof resp, 503, "application/json", "Retry-After: 1\r\n", body,
+                                        (size_t)bl, false);
+    if (n > 0) {
+        ssize_t w = send(fd, resp, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)w;
+    }
+    shutdown(fd, SHUT_WR);
+    if (s->nrefused == RC_REFUSED_MAX) {
+        uint32_t oldest = 0;
+        for (uint32_t i = 1; i < s->nrefused; i++)
+            if (s->refused[i].until_ms < s->refused[oldest].until_ms) oldest = i;
+        refused_close(s, oldest);
+    }
+    s->refused[s->nrefused].fd = fd;
+    s->refused[s->nrefused].until_ms = s->now_ms + RC_REFUSED_LINGER_MS;
+    s->nrefused++;
+}
+
+static void expire_refused(struct rc_shard *s) {
+    for (uint32_t i = 0; i < s->nrefused;)
+        if (s->refused[i].until_ms <= s->now_ms)
+            refused_close(s, i);
+        else
+            i++;
 }
 
 /* ---- draining ---- */
@@ -438,7 +534,7 @@ static void close_for_drain(struct rc_shard *s) {
     s->drain_closed = true;
     drain_inbox(s);
     RC_INFO("draining %u connections (budget %us)", s->nconns, s->cfg->drain_s);
-    for (uint32_t i = 0; i < s->nslots; i++)
+    for (uint32_t i = 0; i < s->nfresh; i++)
         if (s->conns[i]) rc_conn_begin_drain(s, s->conns[i]);
 }
 
@@ -488,14 +584,16 @@ static void on_tick(struct rc_shard *s) {
         c = next;
     }
     if (s->now_ms >= s->next_sweep_ms) {
-        s->next_sweep_ms = s->now_ms + (uint64_t)s->cfg->idle_sweep_s * 1000;
-        idle_sweep(s);
+        s->next_sweep_ms = s->now_ms + sweep_period_ms(s->cfg);
+        sweep(s);
     }
+    if (s->nrefused) expire_refused(s);
+    log_refusals(s);
     if (s->id == 0 && s->srv->redis) rc_redis_tick(s->srv->redis);
     if (s->draining && s->now_ms >= s->drain_deadline_ms && (s->nconns || !s->drain_closed)) {
         s->drain_closed = true;
         RC_WARN("drain budget spent: closing %u connections", s->nconns);
-        for (uint32_t i = 0; i < s->nslots; i++)
+        for (uint32_t i = 0; i < s->nfresh; i++)
             if (s->conns[i]) rc_conn_abort(s, s->conns[i]);
     }
 }
@@ -510,13 +608,32 @@ static struct rc_conn *conn_of(struct rc_shard *s, uint64_t ud) {
     return c;
 }
 
+/* A new connection on listener `which`: counted (client listeners against
+ * --max-conns, node-wide and exactly; the admin listener against its own
+ * small cap), then opened, or refused with a 503. */
+static void accept_one(struct rc_shard *s, int fd, int which) {
+    struct rc_server *srv = s->srv;
+    bool admin = which == RC_LISTENER_ADMIN, tls = which == RC_LISTENER_TLS;
+    if (s->draining && !admin) {
+        close(fd);
+        return;
+    }
+    if (admin ? s->admin_conns >= RC_ADMIN_MAX_CONNS
+              : atomic_fetch_add_explicit(&srv->client_conns, 1, memory_order_relaxed) >= s->cfg->max_conns) {
+        if (!admin) atomic_fetch_sub_explicit(&srv->client_conns, 1, memory_order_relaxed);
+        refuse(s, fd, tls);
+        return;
+    }
+    if (!rc_conn_open(s, fd, tls, admin)) { /* out of memory */
+        if (!admin) atomic_fetch_sub_explicit(&srv->client_conns, 1, memory_order_relaxed);
+        refuse(s, fd, tls);
+    }
+}
+
 static void on_accept(struct rc_shard *s, const struct io_uring_cqe *cqe) {
-    bool tls = rc_ud_idx(cqe->user_data) == 1;
+    int which = (int)rc_ud_idx(cqe->user_data);
     if (cqe->res >= 0) {
-        if (s->draining || !rc_conn_open(s, cqe->res, tls)) {
-            if (!s->draining) RC_WARN("connection limit reached (%u on this shard): refusing", s->nconns);
-            close(cqe->res);
-        }
+        accept_one(s, cqe->res, which);
     } else if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOMEM || cqe->res == -ENOBUFS) {
         RC_WARN("accept: %s; pausing accepts for %d ms (raise the fd limit with ulimit -n)", strerror(-cqe->res),
                 TICK_MS);
@@ -525,11 +642,11 @@ static void on_accept(struct rc_shard *s, const struct io_uring_cqe *cqe) {
         RC_WARN("accept: %s", strerror(-cqe->res));
     }
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
-        if (tls)
-            s->tls_accept_armed = false;
-        else
-            s->accept_armed = false;
-        if (!s->draining && !s->accept_paused) arm_accept(s);
+        bool *armed = which == RC_LISTENER_TLS     ? &s->tls_accept_armed
+                      : which == RC_LISTENER_ADMIN ? &s->admin_accept_armed
+                                                   : &s->accept_armed;
+        *armed = false;
+        if (!s->accept_paused && (!s->draining || which == RC_LISTENER_ADMIN)) arm_accept(s);
     }
 }
 
@@ -544,15 +661,17 @@ static void on_recv(struct rc_shard *s, const struct io_uring_cqe *cqe) {
     if (!c) return;
     if (cqe->res == 0) {
         if (c->state != RC_CONN_DEAD) rc_conn_on_eof(s, c);
-    } else if (cqe->res < 0 && cqe->res != -ENOBUFS && c->state != RC_CONN_DEAD) {
-        if (cqe->res != -ECANCELED) RC_DEBUG("conn %u: recv: %s", c->idx, strerror(-cqe->res));
+    } else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED && c->state != RC_CONN_DEAD) {
+        /* (ECANCELED is our own cancel: an abort, or HTTP backpressure) */
+        RC_DEBUG("conn %u: recv: %s", c->idx, strerror(-cqe->res));
         rc_conn_abort(s, c);
     }
     if (!more) {
         c->flags &= ~RC_CF_RECV_ARMED;
         /* ENOBUFS ends the multishot recv when every buffer is taken; the
-         * ones of this batch are recycled above, so re-arming is safe. */
-        if (c->state != RC_CONN_DEAD && !(c->flags & RC_CF_PEER_EOF)) rc_conn_arm_recv(s, c);
+         * ones of this batch are recycled above, so re-arming is safe. A
+         * connection paused for backpressure is re-armed when it resumes. */
+        if (c->state != RC_CONN_DEAD && !(c->flags & (RC_CF_PEER_EOF | RC_CF_READ_PAUSED))) rc_conn_arm_recv(s, c);
         rc_conn_complete(s, c);
     }
 }
@@ -628,13 +747,13 @@ static int shard_setup(struct rc_shard *s) {
         RC_ERROR("registering the recv buffer ring failed: %s (needs Linux >= 5.19)", strerror(-ret));
         return ret;
     }
-    ret = open_listener(&cfg->listen_addr, cfg->listen_addr_len, &s->listen_fd);
+    ret = open_listener(cfg, &cfg->listen_addr, cfg->listen_addr_len, true, &s->listen_fd);
     if (ret < 0) {
         RC_ERROR("cannot listen on %s: %s", cfg->listen_text, strerror(-ret));
         return ret;
     }
     if (cfg->tls_listen_addr_len) {
-        ret = open_listener(&cfg->tls_listen_addr, cfg->tls_listen_addr_len, &s->tls_listen_fd);
+        ret = open_listener(cfg, &cfg->tls_listen_addr, cfg->tls_listen_addr_len, true, &s->tls_listen_fd);
         if (ret < 0) {
             RC_ERROR("cannot listen on %s (--tls-listen): %s", cfg->tls_listen_text, strerror(-ret));
             return ret;
@@ -646,8 +765,18 @@ static int shard_setup(struct rc_shard *s) {
             return -ENOMEM;
         }
     }
+    if (s->id == 0 && cfg->admin_listen_addr_len) {
+        ret = open_listener(cfg, &cfg->admin_listen_addr, cfg->admin_listen_addr_len, false, &s->admin_fd);
+        if (ret < 0) {
+            RC_ERROR("cannot listen on %s (--admin-listen): %s%s", cfg->admin_listen_text, strerror(-ret),
+                     ret == -EADDRINUSE ? " (another process listens there: give --admin-listen another address, "
+                                          "or off)"
+                                        : "");
+            return ret;
+        }
+    }
     s->now_ms = s->start_ms = rc_now_ms();
-    s->next_sweep_ms = s->now_ms + (uint64_t)cfg->idle_sweep_s * 1000;
+    s->next_sweep_ms = s->now_ms + sweep_period_ms(cfg);
     if (cfg->deflate && (!(s->deflater = rc_deflater_create((int)cfg->deflate_level)) ||
                          !(s->inflater = rc_inflater_create()))) {
         RC_ERROR("out of memory creating the permessage-deflate compressor");
@@ -666,7 +795,7 @@ static int shard_setup(struct rc_shard *s) {
 }
 
 static void shard_teardown(struct rc_shard *s) {
-    for (uint32_t i = 0; i < s->nslots; i++) {
+    for (uint32_t i = 0; i < s->nfresh; i++) {
         struct rc_conn *c = s->conns[i];
         if (!c) continue;
         /* Only reached when the loop ended with requests still in flight
@@ -683,6 +812,9 @@ static void shard_teardown(struct rc_shard *s) {
     }
     if (s->listen_fd >= 0) close(s->listen_fd);
     s->listen_fd = -1;
+    if (s->admin_fd >= 0) close(s->admin_fd);
+    s->admin_fd = -1;
+    while (s->nrefused) refused_close(s, 0);
     if (s->tls_listen_fd >= 0) close(s->tls_listen_fd);
     s->tls_listen_fd = -1;
     rc_tls_ctx_release(s->tls_ctx);
@@ -753,6 +885,7 @@ static void *shard_main(void *arg) {
             rc_conn_flush(s, c);
         }
         rc_bufring_publish(&s->rbufs);
+        trim_memory(s);
         if (s->drain_closed && s->nconns == 0) break;
 
         int ret = io_uring_submit_and_wait(&s->ring, 1);
@@ -852,7 +985,10 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         free(srv);
         return NULL;
     }
-    uint32_t per_shard = cfg->max_conns / srv->nshards + 1;
+    /* The count is node-wide and exact (srv->client_conns), so any shard may
+     * hold all of them; the slot tables are reserved, not touched, up front
+     * (rc_conn_open takes fresh slots in order). */
+    uint32_t per_shard = cfg->max_conns + RC_ADMIN_MAX_CONNS;
     for (unsigned i = 0; i < srv->nshards; i++) {
         struct rc_shard *s = &srv->shards[i];
         s->id = (int)i;
@@ -860,6 +996,7 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         s->cfg = &srv->cfg;
         s->listen_fd = -1;
         s->tls_listen_fd = -1;
+        s->admin_fd = -1;
         s->wake_fd = -1;
         s->nslots = per_shard;
         s->conns = calloc(per_shard, sizeof *s->conns);
@@ -869,9 +1006,6 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
             rc_server_destroy(srv);
             return NULL;
         }
-        /* Lowest indices on top of the stack: recently used slots stay warm. */
-        for (uint32_t k = 0; k < per_shard; k++) s->free_slots[k] = per_shard - 1 - k;
-        s->nfree = per_shard;
         s->timed.timed_next = s->timed.timed_prev = &s->timed;
         s->firehose_hash = rc_topic_hash("*", 1);
         s->out_pub = calloc(srv->nshards, sizeof *s->out_pub);
@@ -892,9 +1026,37 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
     return srv;
 }
 
+/*
+ * Our client listeners use SO_REUSEPORT (one per shard), which would also
+ * let a second process bind the same address and silently take part of the
+ * connections. Unless --reuse-port asks for exactly that, a plain bind of
+ * the address first tells whether anyone listens there. Returns 0 or
+ * -EADDRINUSE (logged).
+ */
+static int check_address_free(const struct rc_config *cfg, const struct sockaddr_storage *addr, socklen_t len,
+                              const char *text, const char *flag) {
+    if (cfg->reuse_port || !len) return 0;
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0; /* the real bind will say what is wrong */
+    int one = 1, zero = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* TIME_WAIT leftovers are no owner */
+    if (addr->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    int ret = bind(fd, (const struct sockaddr *)addr, len) < 0 && errno == EADDRINUSE ? -EADDRINUSE : 0;
+    close(fd);
+    if (ret < 0)
+        RC_ERROR("cannot listen on %s (%s): address in use by another process; stop it, pick another address, or "
+                 "pass --reuse-port to share it (the way to hand a port over from an old ringcast to a new one)",
+                 text, flag);
+    return ret;
+}
+
 int rc_server_start(struct rc_server *srv) {
     int status = 0;
     unsigned started = 0;
+    const struct rc_config *cfg = &srv->cfg;
+    if (check_address_free(cfg, &cfg->listen_addr, cfg->listen_addr_len, cfg->listen_text, "--listen") < 0 ||
+        check_address_free(cfg, &cfg->tls_listen_addr, cfg->tls_listen_addr_len, cfg->tls_listen_text, "--tls-listen") < 0)
+        return -EADDRINUSE;
     for (unsigned i = 0; i < srv->nshards; i++) { /* every inbox exists before any shard can publish */
         struct rc_shard *s = &srv->shards[i];
         s->wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -925,9 +1087,9 @@ int rc_server_start(struct rc_server *srv) {
         for (unsigned i = 0; i < srv->nshards; i++) srv->shards[i].started = 0; /* joined */
         return status;
     }
-    RC_INFO("listening on %s%s%s with %u shard%s", srv->cfg.listen_text,
+    RC_INFO("listening on %s%s%s with %u shard%s; admin on %s", srv->cfg.listen_text,
             srv->cfg.tls_listen_addr_len ? " and TLS on " : "", srv->cfg.tls_listen_addr_len ? srv->cfg.tls_listen_text : "",
-            srv->nshards, srv->nshards > 1 ? "s" : "");
+            srv->nshards, srv->nshards > 1 ? "s" : "", cfg->admin_listen_addr_len ? cfg->admin_listen_text : "(off)");
     return 0;
 }
 

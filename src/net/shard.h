@@ -20,6 +20,7 @@
 #include "ringcast/demo.h"
 #include "ringcast/fanout.h"
 #include "ringcast/http.h"
+#include "ringcast/message.h"
 #include "ringcast/metrics.h"
 #include "ringcast/pubsub.h"
 #include "ringcast/ring.h"
@@ -30,6 +31,29 @@
 #define RC_PUBLISH_MAX_ITEMS 100000 /* messages in one POST /api/v1/publish */
 #define RC_DRAIN_IDLE_GRACE_MS 1000 /* idle keep-alive connections stay this long into a drain */
 #define RC_DRAIN_LINGER_MS 500      /* lingering after a final response, while draining */
+
+/*
+ * What one connection can cost at most (docs/operations.md has the table):
+ *   user memory   ≤ sizeof(struct rc_conn)
+ *                 + its send queue: --max-queue-bytes, each queued buffer
+ *                   counted with RC_QUEUE_NODE_COST of bookkeeping on top
+ *                   of its bytes (plus one shared broadcast frame that may
+ *                   exceed the cap when the queue is empty)
+ *                 + unfinished input: one message (--max-client-message-bytes
+ *                   on /ws, --max-message-bytes on /echo) or one request head
+ *                   and body (--max-head-bytes + --max-publish-bytes), all of
+ *                   it inside the node's --max-partial-bytes budget and
+ *                   --message-timeout-ms deadline
+ *                 + TLS: wolfSSL's session until the hand-off, one record
+ *   kernel memory ≤ 2 × (--sndbuf + --rcvbuf) (Linux doubles SO_SNDBUF and
+ *                   SO_RCVBUF for its bookkeeping); a socket that takes no
+ *                   bytes for --stall-timeout-s is reset.
+ */
+#define RC_QUEUE_NODE_COST 64          /* bytes a queued buffer costs beyond its own */
+#define RC_HTTP_PAUSE_BYTES (64u << 10) /* HTTP: no request is parsed while more than this is unsent */
+#define RC_ADMIN_MAX_CONNS 64          /* the admin listener's own connection cap */
+#define RC_REFUSED_MAX 32              /* refused sockets lingering per shard so their 503 arrives */
+#define RC_REFUSED_LINGER_MS 1000
 
 enum rc_conn_state {
     RC_CONN_HTTP,     /* reading a request head (and body) */
@@ -50,6 +74,9 @@ enum rc_conn_flag {
     RC_CF_PEER_EOF = 1u << 7,     /* recv saw EOF */
     RC_CF_FIREHOSE = 1u << 8,     /* subscribed to "*": gets every topic's frames */
     RC_CF_PINGED = 1u << 9,       /* a liveness ping went out since the client's last bytes */
+    RC_CF_ADMIN = 1u << 10,       /* accepted on --admin-listen: not counted against --max-conns */
+    RC_CF_READ_PAUSED = 1u << 11, /* HTTP backpressure: recv cancelled until the queue drains */
+    RC_CF_RESET = 1u << 12,       /* close with a reset: a stalled or abusive peer's buffers go at once */
 };
 
 /* What an upgraded connection does with its messages. */
@@ -76,6 +103,7 @@ struct rc_conn {
     uint16_t sending_nodes; /* queue nodes the SENDMSG in flight covers: never dropped */
     uint8_t topic_key;      /* enum rc_topic_key the client last used, for acks */
     uint8_t pmd_bits;       /* permessage-deflate negotiated: our window bits (8..15); 0 = off */
+    uint16_t last_tx_s;     /* shard clock (s, mod 2^16) the socket last took bytes or output became pending: stalls */
     struct rc_ws_decoder dec;
 
     /* Bytes of an incomplete request head, frame header or control frame,
@@ -122,6 +150,12 @@ struct rc_shard {
     char *tls_plain;              /* decrypted bytes of one wolfSSL_read */
     uint8_t *tls_stage;           /* small queued buffers gathered into one record */
     bool accept_paused; /* fd exhaustion: re-armed on the next tick */
+    int admin_fd;                 /* --admin-listen (shard 0 only), -1 without */
+    bool admin_accept_armed;
+    uint32_t admin_conns;
+    uint32_t nfresh;              /* slots ever used: free_slots holds the freed ones below it */
+    struct { int fd; uint64_t until_ms; } refused[RC_REFUSED_MAX]; /* 503 sent, closed at until_ms */
+    uint32_t nrefused;
 
     int wake_fd; /* eventfd: the main thread writes to ask for a stop */
     uint64_t wake_val;
@@ -151,6 +185,8 @@ struct rc_shard {
     uint64_t start_ms;
     uint32_t clock_s;  /* seconds since start, for liveness */
     uint64_t next_sweep_ms;
+    bool trim_wanted;      /* a connection freed a large buffer: memory may go back to the system */
+    uint64_t next_trim_ms; /* when it may next */
 
     /* Broadcast engine */
     struct rc_topic_table topics;
@@ -180,7 +216,8 @@ struct rc_shard {
     struct rc_inflater *inflater;
     uint8_t *deflate_scratch;
     size_t deflate_scratch_cap;
-    uint8_t *inflate_buf; /* max_message_bytes, allocated on first use */
+    uint8_t *inflate_buf; /* the largest endpoint message size seen, allocated on first use */
+    size_t inflate_cap;
 
     _Alignas(64) struct rc_metrics metrics;
 
@@ -200,6 +237,10 @@ struct rc_server {
     atomic_uint drain_flushed; /* shards that flushed their window and outboxes for a drain */
     struct rc_redis *redis;    /* --redis: the link, run by shard 0; NULL without Redis */
     atomic_bool redis_up;      /* the link is established: publishes may go through it */
+    atomic_uint client_conns;  /* connections counted against --max-conns, all shards */
+    atomic_uint_fast64_t partial_bytes; /* unfinished input held, all shards (--max-partial-bytes) */
+    atomic_uint refused_unlogged;       /* refusals since the last log line */
+    atomic_uint_fast64_t refused_log_ms; /* when that line was written */
     struct WOLFSSL_CTX *tls_ctx; /* main thread's reference to the current TLS context */
 };
 
@@ -219,7 +260,7 @@ int rc_redis_publish(struct rc_redis *r, const char *topic, size_t len, const vo
 bool rc_redis_sharded(const struct rc_redis *r);
 
 /* conn.c */
-struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls);
+struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls, bool admin);
 /* Plaintext input: the recv path on plain TCP, and tls.c after decryption. */
 void rc_conn_on_plain(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len);
 /* Bytes still to leave: a send in flight, queued buffers, or ciphertext. */
@@ -237,6 +278,13 @@ void rc_conn_ws_ping(struct rc_shard *s, struct rc_conn *c); /* liveness probe (
 void rc_conn_set_deadline(struct rc_shard *s, struct rc_conn *c, uint64_t deadline_ms);
 void rc_conn_on_deadline(struct rc_shard *s, struct rc_conn *c);
 void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c);
+/* What c's send queue costs against --max-queue-bytes. */
+uint64_t rc_conn_queue_cost(const struct rc_conn *c);
+/* The periodic sweep's look at c: liveness ping, idle close, stalled socket. */
+void rc_conn_sweep(struct rc_shard *s, struct rc_conn *c);
+/* Over --max-partial-bytes: closes this shard's largest holders of
+ * unfinished input until the node is back under it. */
+void rc_conn_enforce_partial_budget(struct rc_shard *s);
 
 /* conn.c: queues a view of a broadcast frame on a subscriber, applying the
  * queue cap (conflation, then slow-consumer close). */
@@ -247,21 +295,21 @@ void rc_conn_deliver(struct rc_shard *s, struct rc_conn *c, struct rc_buf *view)
  * variants of t's frames. */
 void rc_shard_pmd_interest(struct rc_shard *s, struct rc_topic *t, int delta);
 
-/* shard.c: publishes one message (HTTP, /ws/test, demo) from this shard:
- * appended to the topic's frame when this shard owns the topic, else sent
- * to the owner at the end of the loop pass. Broadcasts are owned by shard 0.
- * Returns 0 or -ENOMEM. */
-int rc_shard_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
-                     bool broadcast);
+/* shard.c: publishes one message (HTTP, /ws/test, Redis, demo) from this
+ * shard, after the one check every frame passes (rc_message_check, unless
+ * m->checked): appended to the topic's frame when this shard owns the topic,
+ * else sent to the owner at the end of the loop pass. Broadcasts are owned
+ * by shard 0. Returns 0, -EINVAL with *why set, or -ENOMEM. */
+int rc_shard_publish(struct rc_shard *s, struct rc_message *m, const char **why);
 
 /* shard.c, with --redis: this shard gained its first (+1) or lost its last
  * (-1) subscriber of topic t ("*" = the firehose): shard 0's link follows. */
 void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int delta);
 
 /* shard.c, with --redis: publishes through Redis (shard 0 sends the
- * PUBLISH). Returns 0, -EAGAIN when the link is down, -ENOMEM. */
-int rc_shard_redis_publish(struct rc_shard *s, const char *topic, size_t topic_len, const void *data, size_t len,
-                           bool broadcast);
+ * PUBLISH) after the same check. Returns 0, -EINVAL with *why set, -EAGAIN
+ * when the link is down, -ENOMEM. */
+int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, const char **why);
 
 /* tls.c (see the top of that file) */
 struct WOLFSSL_CTX;

@@ -78,6 +78,10 @@ int rc_bufring_init(struct io_uring *ring, struct rc_bufring *b, uint16_t bgid, 
     return 0;
 }
 
+void rc_bufring_release_pages(struct rc_bufring *b) {
+    if (b->bufs) madvise(b->bufs, (size_t)b->count * b->size, MADV_DONTNEED);
+}
+
 void rc_bufring_destroy(struct io_uring *ring, struct rc_bufring *b) {
     if (!b->br) return;
     io_uring_unregister_buf_ring(ring, b->bgid);

@@ -32,6 +32,12 @@ class Server:
         self.port = free_port()
         self.host = "127.0.0.1"
         self.args = ["--listen", f"127.0.0.1:{self.port}"] + list(args)
+        # Every server gets its own admin listener (the default 127.0.0.1:9090
+        # would collide between servers, and a taken address fails the start).
+        self.admin_port = None
+        if "--admin-listen" not in self.args:
+            self.admin_port = free_port()
+            self.args += ["--admin-listen", f"127.0.0.1:{self.admin_port}"]
         self.log_path = ROOT / "build-test-logs" / f"ringcast-{self.port}.log"
         self.log_path.parent.mkdir(exist_ok=True)
         self.log = open(self.log_path, "wb")

@@ -700,7 +700,9 @@ def test_slow_consumer_is_closed_1008_and_the_others_get_everything(start_server
         s, "plain", stop_when=lambda m: m["slow_consumer_closes_total"] >= 1, extra_after=200,
         on_hit=stalled_reader.start)
     stalled_got, end = stalled_reader.result(30)
-    assert n >= 2000
+    # the kernel send buffer (--sndbuf 128K, doubled: ~256 messages) filled
+    # first, then the 64 KiB queue, then 200 more were published
+    assert n >= 450
     assert len(out) == 20
     for k, got in out.items():
         assert len(got) == n and all(got[i] == want(i) for i in range(n)), f"reader {k}: {len(got)} of {n}"
