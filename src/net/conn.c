@@ -938,12 +938,16 @@ static void http_pause(struct rc_shard *s, struct rc_conn *c) {
     rc_conn_set_deadline(s, c, s->now_ms + s->cfg->request_timeout_ms);
 }
 
+/* The requests that waited are parsed first; the socket is read again
+ * only if they all fit, or each pause would let in another receive
+ * buffer's worth while answering only 64 KiB of it. */
 static void http_resume(struct rc_shard *s, struct rc_conn *c) {
     c->flags &= ~RC_CF_READ_PAUSED;
     if (c->state != RC_CONN_HTTP || (c->flags & RC_CF_END_AFTER_SEND)) return;
     rc_conn_set_deadline(s, c, s->now_ms + s->cfg->request_timeout_ms);
-    if (!(c->flags & (RC_CF_RECV_ARMED | RC_CF_PEER_EOF))) rc_conn_arm_recv(s, c);
-    if (c->carry_len) rc_conn_on_plain(s, c, NULL, 0); /* the requests that waited */
+    if (c->carry_len) rc_conn_on_plain(s, c, NULL, 0);
+    if (c->state == RC_CONN_HTTP && !(c->flags & (RC_CF_READ_PAUSED | RC_CF_RECV_ARMED | RC_CF_PEER_EOF)))
+        rc_conn_arm_recv(s, c);
 }
 
 /* Parses and routes complete requests in p[0..n). Returns bytes consumed. */
