@@ -447,17 +447,24 @@ static uint64_t sweep_period_ms(const struct rc_config *cfg) {
  * Memory goes back after a flood. Big buffers are mmapped (the mmap
  * threshold is pinned at start-up, so they are unmapped on free); what was
  * carved from malloc's arenas is returned by malloc_trim, and the recv
- * buffers a flood touched (--recv-bufs × --recv-buf-size per shard) are
- * dropped until used again. At most every 2 s, only after a connection of
- * this shard freed something large, at the end of a loop pass (every
- * received buffer handled).
+ * buffers a flood touched (--recv-bufs × --recv-buf-size per shard, 16 MiB
+ * by default) are dropped until used again. Looked at every 2 s, at the end
+ * of a loop pass (every received buffer handled); done once input has
+ * calmed (the last period filled under 1/16 of the buffers) after a
+ * connection of this shard freed something large or input filled a
+ * quarter of them, so a steady stream of input never pays page faults.
  */
 static void trim_memory(struct rc_shard *s) {
-    if (!s->trim_wanted || s->now_ms < s->next_trim_ms) return;
-    s->trim_wanted = false;
+    if (s->now_ms < s->next_trim_ms) return;
     s->next_trim_ms = s->now_ms + 2000;
-    if (s->ring_flags & IORING_SETUP_DEFER_TASKRUN) rc_bufring_release_pages(&s->rbufs);
-    malloc_trim(0);
+    uint64_t pool = (uint64_t)s->rbufs.count * s->rbufs.size;
+    bool calm = s->rx_recent < pool / 16;
+    s->rx_recent = 0;
+    if (!calm || (!s->trim_wanted && s->rx_touched < pool / 4)) return;
+    if (s->rx_touched && (s->ring_flags & IORING_SETUP_DEFER_TASKRUN)) rc_bufring_release_pages(&s->rbufs);
+    if (s->trim_wanted) malloc_trim(0);
+    s->trim_wanted = false;
+    s->rx_touched = 0;
 }
 
 /* ---- refusing connections over --max-conns ---- */
@@ -655,6 +662,11 @@ static void on_recv(struct rc_shard *s, const struct io_uring_cqe *cqe) {
     bool more = cqe->flags & IORING_CQE_F_MORE;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        if (cqe->res > 0) { /* pages of the buffer the kernel filled */
+            uint64_t touched = ((uint64_t)cqe->res + 4095) & ~(uint64_t)4095;
+            s->rx_touched += touched;
+            s->rx_recent += touched;
+        }
         if (c && cqe->res > 0) rc_conn_on_recv(s, c, rc_bufring_addr(&s->rbufs, bid), (size_t)cqe->res);
         rc_bufring_recycle(&s->rbufs, bid);
     }

@@ -187,6 +187,8 @@ struct rc_shard {
     uint64_t next_sweep_ms;
     bool trim_wanted;      /* a connection freed a large buffer: memory may go back to the system */
     uint64_t next_trim_ms; /* when it may next */
+    uint64_t rx_touched;   /* recv buffer bytes (whole pages) filled since the last trim */
+    uint64_t rx_recent;    /* ... in the current 2 s period: input has calmed when this is small */
 
     /* Broadcast engine */
     struct rc_topic_table topics;
