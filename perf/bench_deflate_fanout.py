@@ -51,7 +51,7 @@ METRICS = ["ringcast_compressions_total", "ringcast_frames_deflated_total", "rin
 def run_mode(a, mode, stamp):
     server_deflate, lg_flags, label = MODES[mode]
     port = bf.free_port()
-    cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--shards", str(a.shards), "--demo",
+    cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--shards", str(a.shards), "--demo",
            "--demo-topics", "1", "--demo-size", str(a.size), "--demo-rate", f"{a.rate:g}",
            "--batch-ms", str(a.batch_ms), f"--deflate={server_deflate}"]
     if a.level is not None:

@@ -294,7 +294,7 @@ def run_one(a, batch_ms, stamp):
         if a.size:
             cmd += ["--size", str(a.size)]
     else:
-        cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--shards", str(a.shards), "--demo",
+        cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--shards", str(a.shards), "--demo",
                "--demo-topics", "1", "--demo-rate", f"{a.rate:g}", "--batch-ms", str(batch_ms)]
         if a.size:
             cmd += ["--demo-size", str(a.size)]

@@ -363,7 +363,7 @@ def run_row(a, redis, rate, stamp):
     conns = a.ingest_conns if rate == "max" else a.conns
     tag = "max" if rate == "max" else f"{rate:g}"
     port = bf.free_port()
-    cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--shards", str(a.shards), "--batch-ms", str(a.batch_ms),
+    cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--shards", str(a.shards), "--batch-ms", str(a.batch_ms),
            "--redis", f"redis://127.0.0.1:{redis.port}"]
     if rate == "max" and a.ingest_queue_bytes not in ("", "0"):
         cmd.append(f"--max-queue-bytes={a.ingest_queue_bytes}")

@@ -136,7 +136,7 @@ def free_ports(n):
 def server_cmd(a, port, tls_port, cert, key):
     # --idle-timeout-s: loadgen's subscribers never write after subscribing, and
     # a TLS ramp on a busy 2-CPU machine can outlast the default 90 s.
-    return [a.server_bin, "--listen", f"127.0.0.1:{port}", "--tls-listen", f"127.0.0.1:{tls_port}",
+    return [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--tls-listen", f"127.0.0.1:{tls_port}",
             "--tls-cert", str(cert), "--tls-key", str(key), "--shards", str(a.shards), "--demo",
             "--demo-topics", "1", "--demo-rate", f"{a.rate:g}", "--demo-size", str(a.size),
             "--batch-ms", str(a.batch_ms), "--tls-handshake-timeout-ms", "60000", "--idle-timeout-s", "3600",

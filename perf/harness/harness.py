@@ -289,7 +289,7 @@ def server_cmds(a, name, sc, port, nprocs):
     env = dict(os.environ)
     many = nprocs > 1
     if name == "ringcast":
-        cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--shards", str(a.shards), "--batch-ms",
+        cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--shards", str(a.shards), "--batch-ms",
                str(a.batch_ms), "--idle-timeout-s", "86400", "--log-level", "warn",
                "--deflate", "on" if sc["deflate"] else "off"]
         if sc["feed"]:

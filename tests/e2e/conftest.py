@@ -5,6 +5,7 @@ runs), or $RINGCAST_BIN when set (e.g. the ASan build for leak checks).
 """
 import os
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -74,6 +75,19 @@ class Server:
                 raise AssertionError("ringcast did not exit after SIGTERM")
         self.log.close()
         return self.proc.returncode
+
+
+@pytest.fixture
+def enough_fds():
+    """Raises the soft descriptor limit to the hard one for the test, in this
+    process and in the servers it starts (which inherit it): for tests with
+    thousands of sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.fixture

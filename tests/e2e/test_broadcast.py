@@ -41,15 +41,8 @@ pytestmark = pytest.mark.timeout(120)  # a hung test fails instead of stalling t
 
 
 @pytest.fixture(autouse=True)
-def enough_fds():
-    """2,000+ clients need more than the usual 1024 descriptors, in this
-    process and in the server it starts (which inherits the soft limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+def _fds(enough_fds):
+    """2,000+ clients (conftest's enough_fds)."""
 
 
 # ---------------------------------------------------------------- helpers

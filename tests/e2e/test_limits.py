@@ -31,7 +31,6 @@ import base64
 import json
 import os
 import re
-import resource
 import select
 import signal
 import socket
@@ -55,15 +54,8 @@ RSV1 = 4
 
 
 @pytest.fixture(autouse=True)
-def enough_fds():
-    """Floods open a few hundred sockets: raise the soft descriptor limit
-    (the server inherits it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+def _fds(enough_fds):
+    """Floods open a few hundred sockets (conftest's enough_fds)."""
 
 
 OPEN_CLIENTS = []
@@ -169,13 +161,13 @@ class Ended(Exception):
     """The TCP connection ended (EOF or reset)."""
 
 
-class WS:
-    """A raw WebSocket client over a blocking socket; the parser keeps an
-    offset into one buffer, so reading 100,000s of tiny frames stays linear.
+class RawConn:
+    """A blocking client socket with one receive buffer read through an
+    offset (reading 100,000s of tiny frames or responses stays linear).
     rcvbuf/sndbuf are set before connecting (a small rcvbuf makes a client
     that never reads stall quickly)."""
 
-    def __init__(self, server, path="/ws", rcvbuf=None, sndbuf=None, extensions=None, timeout=5.0):
+    def __init__(self, server, port=None, timeout=5.0, rcvbuf=None, sndbuf=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         OPEN_CLIENTS.append(self)
         if rcvbuf:
@@ -183,22 +175,12 @@ class WS:
         if sndbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         self.sock.settimeout(timeout)
-        self.sock.connect((server.host, server.port))
+        self.sock.connect((server.host, port or server.port))
         self.port = self.sock.getsockname()[1]
-        key = base64.b64encode(os.urandom(16)).decode()
-        ext = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n".encode())
         self.buf, self.pos, self.received = bytearray(), 0, 0
-        self.close_code = None  # of a close frame seen by is_open()
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        end = self.buf.index(b"\r\n\r\n") + 4
-        head = bytes(self.buf[:end]).decode("latin-1")
-        assert head.startswith("HTTP/1.1 101 "), head
-        self.headers = {k.strip().lower(): v.strip() for k, v in
-                        (line.split(":", 1) for line in head.split("\r\n")[1:] if line)}
-        self.pos = end
+
+    def send(self, data):
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
 
     def _fill(self):
         try:
@@ -216,6 +198,26 @@ class WS:
     def _need(self, n):
         while len(self.buf) - self.pos < n:
             self._fill()
+
+
+class WS(RawConn):
+    """A raw WebSocket client."""
+
+    def __init__(self, server, path="/ws", rcvbuf=None, sndbuf=None, extensions=None, timeout=5.0):
+        super().__init__(server, timeout=timeout, rcvbuf=rcvbuf, sndbuf=sndbuf)
+        key = base64.b64encode(os.urandom(16)).decode()
+        ext = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n".encode())
+        self.close_code = None  # of a close frame seen by is_open()
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        end = self.buf.index(b"\r\n\r\n") + 4
+        head = bytes(self.buf[:end]).decode("latin-1")
+        assert head.startswith("HTTP/1.1 101 "), head
+        self.headers = {k.strip().lower(): v.strip() for k, v in
+                        (line.split(":", 1) for line in head.split("\r\n")[1:] if line)}
+        self.pos = end
 
     def frame(self):
         """(fin, rsv, opcode, payload) of the next frame; raises Ended, or
@@ -369,36 +371,12 @@ def flood(sock, unit, count, stall_s=2.0, deadline_s=30.0):
         sock.setblocking(True)
 
 
-class HttpConn:
+class HttpConn(RawConn):
     """One HTTP/1.1 client connection that reads responses in a row."""
 
     def __init__(self, server, port=None, timeout=5.0, rcvbuf=None, sndbuf=None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        OPEN_CLIENTS.append(self)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if sndbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect((server.host, port or server.port))
+        super().__init__(server, port=port, timeout=timeout, rcvbuf=rcvbuf, sndbuf=sndbuf)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.port = self.sock.getsockname()[1]
-        self.buf, self.pos = bytearray(), 0
-
-    def send(self, data):
-        self.sock.sendall(data.encode() if isinstance(data, str) else data)
-
-    def _fill(self):
-        try:
-            chunk = self.sock.recv(1 << 20)
-        except (ConnectionResetError, BrokenPipeError):
-            raise Ended("reset")
-        if not chunk:
-            raise Ended("eof")
-        if self.pos > (1 << 20):
-            del self.buf[: self.pos]
-            self.pos = 0
-        self.buf += chunk
 
     def response(self):
         """(status, {lowercase header: value}, body) of the next response."""
