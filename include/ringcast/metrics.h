@@ -23,7 +23,7 @@
     X(counter, frames_conflated_total, "queued frames dropped for a slow reader of a conflatable topic")  \
     X(counter, messages_conflated_total, "messages inside the dropped frames")                             \
     X(counter, slow_consumer_closes_total, "connections closed (1008 for a WebSocket) for exceeding --max-queue-bytes")      \
-    X(counter, connections_refused_total, "connections answered 503 at --max-conns (or the admin listener's cap)") \
+    X(counter, connections_refused_total, "client connections answered 503 at --max-conns") \
     X(counter, stall_closes_total, "connections closed because their socket took no bytes for --stall-timeout-s") \
     X(counter, message_timeouts_total, "WebSocket messages and HTTP requests not completed within --message-timeout-ms (1008 / 408)") \
     X(counter, partial_input_closes_total, "connections closed for holding the most unfinished input while the node was over --max-partial-bytes") \

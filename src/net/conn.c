@@ -101,7 +101,7 @@ struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls, bool admin) {
     c->fd = fd;
     if (admin) {
         c->flags |= RC_CF_ADMIN;
-        s->admin_conns++;
+        s->admin[s->admin_conns++] = c;
     }
     c->idx = idx;
     c->gen = s->gens[idx];
@@ -116,6 +116,26 @@ struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls, bool admin) {
     rc_conn_set_deadline(s, c, s->now_ms + (tls ? s->cfg->tls_handshake_timeout_ms : s->cfg->request_timeout_ms));
     rc_conn_arm_recv(s, c);
     return c;
+}
+
+/* Removes c from the shard's admin connections (evicted ones are gone already). */
+static bool admin_forget(struct rc_shard *s, const struct rc_conn *c) {
+    for (uint32_t i = 0; i < s->admin_conns; i++)
+        if (s->admin[i] == c) {
+            memmove(&s->admin[i], &s->admin[i + 1], (s->admin_conns - i - 1) * sizeof s->admin[0]);
+            s->admin_conns--;
+            return true;
+        }
+    return false;
+}
+
+void rc_conn_evict_oldest_admin(struct rc_shard *s) {
+    struct rc_conn *old = s->admin[0];
+    admin_forget(s, old);
+    RC_INFO("conn %u: the admin listener is full (%d connections): its oldest connection is closed", old->idx,
+            RC_ADMIN_MAX_CONNS);
+    old->flags |= RC_CF_RESET;
+    rc_conn_abort(s, old);
 }
 
 bool rc_conn_output_pending(const struct rc_conn *c) {
@@ -155,7 +175,7 @@ static void conn_free(struct rc_shard *s, struct rc_conn *c) {
     }
     close(c->fd);
     if (c->flags & RC_CF_ADMIN)
-        s->admin_conns--;
+        admin_forget(s, c);
     else
         atomic_fetch_sub_explicit(&s->srv->client_conns, 1, memory_order_relaxed);
     s->conns[c->idx] = NULL;

@@ -616,8 +616,9 @@ static struct rc_conn *conn_of(struct rc_shard *s, uint64_t ud) {
 }
 
 /* A new connection on listener `which`: counted (client listeners against
- * --max-conns, node-wide and exactly; the admin listener against its own
- * small cap), then opened, or refused with a 503. */
+ * --max-conns, node-wide and exactly; over it refused with a 503), then
+ * opened. The admin listener has its own small cap, where the newest
+ * connection wins: a probe always gets in. */
 static void accept_one(struct rc_shard *s, int fd, int which) {
     struct rc_server *srv = s->srv;
     bool admin = which == RC_LISTENER_ADMIN, tls = which == RC_LISTENER_TLS;
@@ -625,9 +626,9 @@ static void accept_one(struct rc_shard *s, int fd, int which) {
         close(fd);
         return;
     }
-    if (admin ? s->admin_conns >= RC_ADMIN_MAX_CONNS
-              : atomic_fetch_add_explicit(&srv->client_conns, 1, memory_order_relaxed) >= s->cfg->max_conns) {
-        if (!admin) atomic_fetch_sub_explicit(&srv->client_conns, 1, memory_order_relaxed);
+    if (admin && s->admin_conns == RC_ADMIN_MAX_CONNS) rc_conn_evict_oldest_admin(s);
+    if (!admin && atomic_fetch_add_explicit(&srv->client_conns, 1, memory_order_relaxed) >= s->cfg->max_conns) {
+        atomic_fetch_sub_explicit(&srv->client_conns, 1, memory_order_relaxed);
         refuse(s, fd, tls);
         return;
     }

@@ -51,7 +51,7 @@
  */
 #define RC_QUEUE_NODE_COST 64          /* bytes a queued buffer costs beyond its own */
 #define RC_HTTP_PAUSE_BYTES (64u << 10) /* HTTP: no request is parsed while more than this is unsent */
-#define RC_ADMIN_MAX_CONNS 64          /* the admin listener's own connection cap */
+#define RC_ADMIN_MAX_CONNS 64          /* the admin listener's own cap: past it the oldest goes */
 #define RC_REFUSED_MAX 32              /* refused sockets lingering per shard so their 503 arrives */
 #define RC_REFUSED_LINGER_MS 1000
 
@@ -153,6 +153,7 @@ struct rc_shard {
     int admin_fd;                 /* --admin-listen (shard 0 only), -1 without */
     bool admin_accept_armed;
     uint32_t admin_conns;
+    struct rc_conn *admin[RC_ADMIN_MAX_CONNS]; /* its open admin connections, oldest first */
     uint32_t nfresh;              /* slots ever used: free_slots holds the freed ones below it */
     struct { int fd; uint64_t until_ms; } refused[RC_REFUSED_MAX]; /* 503 sent, closed at until_ms */
     uint32_t nrefused;
@@ -263,6 +264,9 @@ bool rc_redis_sharded(const struct rc_redis *r);
 
 /* conn.c */
 struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls, bool admin);
+/* The admin listener is full: its oldest connection is reset to make room,
+ * so whoever holds it open cannot lock the probes out. */
+void rc_conn_evict_oldest_admin(struct rc_shard *s);
 /* Plaintext input: the recv path on plain TCP, and tls.c after decryption. */
 void rc_conn_on_plain(struct rc_shard *s, struct rc_conn *c, uint8_t *data, size_t len);
 /* Bytes still to leave: a send in flight, queued buffers, or ciphertext. */

@@ -900,6 +900,31 @@ def test_max_conns_refuses_with_503_and_keeps_admin_open(start_server):
 IN_USE = r"in use|another process listens"  # the reason, in either wording
 
 
+def test_admin_listener_full_of_idle_connections_still_answers_probes(start_server):
+    """Whoever holds the admin listener's 64 connections open cannot lock
+    the probes out: the newest connection wins, the oldest is reset."""
+    s = start_server(*SHARDS)
+    idle = [HttpConn(s, port=s.admin_port) for _ in range(80)]
+    for _ in range(3):
+        assert get(s, "/healthz", port=s.admin_port)[0] == 200
+    # the oldest idle connections were closed to make room, the newest stay
+    def ended(c):
+        c.sock.settimeout(2)
+        try:
+            c._fill()
+        except Ended:
+            return True
+        except TimeoutError:  # still open (idle keep-alive lasts --request-timeout-ms, 10 s)
+            return False
+        return False
+    assert ended(idle[0]) and ended(idle[1])
+    assert not ended(idle[-2])
+    c = idle[-1]
+    c.send(request("GET", "/readyz"))
+    assert c.response()[0] == 200
+    assert metrics(s)["connections_refused_total"] == 0
+
+
 def run_second(*args, timeout=10):
     return subprocess.run([ringcast_bin(), "--shards", "1", *args], capture_output=True, text=True, timeout=timeout)
 
