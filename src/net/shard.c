@@ -462,6 +462,11 @@ static void trim_memory(struct rc_shard *s) {
     s->rx_recent = 0;
     if (!calm || (!s->trim_wanted && s->rx_touched < pool / 4)) return;
     if (s->rx_touched && (s->ring_flags & IORING_SETUP_DEFER_TASKRUN)) rc_bufring_release_pages(&s->rbufs);
+    if (s->inflate_cap > s->cfg->max_client_message_bytes) { /* an /echo message's size: made again when needed */
+        free(s->inflate_buf);
+        s->inflate_buf = NULL;
+        s->inflate_cap = 0;
+    }
     if (s->trim_wanted) malloc_trim(0);
     s->trim_wanted = false;
     s->rx_touched = 0;
