@@ -823,7 +823,21 @@ static void ws_on_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode,
                           size_t n, bool assembled) {
     if (compressed) {
         /* Inflating stops at the endpoint's message size: a small
-         * compressed message costs at most that much output. */
+         * compressed message costs at most that much output. On the client
+         * protocols (control messages, never a stream of big ones) a
+         * connection may also inflate at most RC_INFLATE_PER_S_MESSAGES
+         * messages' worth a second: a few bytes that inflate ~1,000-fold
+         * would otherwise let one client keep a shard busy. */
+        if (c->endpoint != RC_EP_ECHO) {
+            if (c->inflate_s != (uint16_t)s->clock_s) {
+                c->inflate_s = (uint16_t)s->clock_s;
+                c->inflated = 0;
+            }
+            if (c->inflated >= RC_INFLATE_PER_S_MESSAGES * c->dec.max_message) {
+                ws_fail(s, c, RC_WS_CLOSE_POLICY, "too much compressed input");
+                return;
+            }
+        }
         size_t cap = (size_t)c->dec.max_message;
         if (cap > s->inflate_cap) {
             uint8_t *buf = realloc(s->inflate_buf, cap);
@@ -845,6 +859,7 @@ static void ws_on_message(struct rc_shard *s, struct rc_conn *c, uint8_t opcode,
         }
         p = s->inflate_buf;
         n = (size_t)r;
+        c->inflated = (uint32_t)RC_MIN((uint64_t)c->inflated + n, UINT32_MAX);
         if (opcode == RC_WS_OP_TEXT && rc_utf8_validate(RC_UTF8_ACCEPT, p, n) != RC_UTF8_ACCEPT) {
             ws_fail(s, c, RC_WS_CLOSE_INVALID_DATA, "invalid UTF-8");
             return;

@@ -51,6 +51,7 @@
  */
 #define RC_QUEUE_NODE_COST 64          /* bytes a queued buffer costs beyond its own */
 #define RC_HTTP_PAUSE_BYTES (64u << 10) /* HTTP: no request is parsed while more than this is unsent */
+#define RC_INFLATE_PER_S_MESSAGES 16    /* /ws: inflated bytes a second, in messages of the size cap */
 #define RC_ADMIN_MAX_CONNS 64          /* the admin listener's own cap: past it the oldest goes */
 #define RC_REFUSED_MAX 32              /* refused sockets lingering per shard so their 503 arrives */
 #define RC_REFUSED_LINGER_MS 1000
@@ -116,7 +117,8 @@ struct rc_conn {
      * put its frame header in front without copying. */
     uint8_t *msg_buf;
     uint64_t msg_len, msg_cap;
-    uint64_t body_expected; /* HTTP: Content-Length still awaited */
+    uint32_t inflated;      /* /ws: bytes inflated in second inflate_s of the shard clock */
+    uint16_t inflate_s;
 
     struct rc_sendq sq;
     struct rc_send_ctx *sctx; /* while RC_CF_SENDING */

@@ -723,6 +723,27 @@ def test_deflate_bomb_on_ws_closes_1009_fast(start_server):
     assert took < 1.0, f"1009 after {took:.2f}s"
 
 
+def test_compressed_ws_input_is_rate_bounded_per_connection(start_server):
+    """Valid compressed /ws messages of a few hundred bytes that inflate to
+    ~60 KB each: a connection may inflate 16 messages' worth (of the 64 KiB
+    cap) a second, so a stream of them is closed 1008 instead of keeping a
+    shard busy; one a second goes on."""
+    s = start_server(*SHARDS)
+    ping = json.dumps({"type": "ping", "pad": " " * 60_000}).encode()
+    small = deflate_payload(ping, level=9)
+    assert len(small) < 1000
+    calm = WS(s, extensions="permessage-deflate")
+    for _ in range(3):
+        calm.send(frame(OP_TEXT, small, rsv=RSV1))
+        assert calm.recv_json() == {"type": "pong"}
+        time.sleep(1.05)
+    burst = WS(s, extensions="permessage-deflate")
+    burst.send(frame(OP_TEXT, small, rsv=RSV1) * 100)
+    code, pongs = burst.end(timeout=10)
+    assert code == 1008, code
+    assert 16 <= pongs <= 2 * 17, pongs  # one or two seconds' worth, not 100
+
+
 # ---------------------------------------------------------------- 4. one validation path
 
 
