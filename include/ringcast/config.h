@@ -80,7 +80,21 @@ struct rc_config {
     /* Redis */
     const char *redis;           /* --redis URL (also REDIS_URL); NULL = single node */
     bool redis_sharded;          /* --redis-sharded: Redis Cluster SSUBSCRIBE/SPUBLISH */
+    unsigned redis_timeout_ms;   /* --redis-timeout-ms: a PUBLISH unanswered this long → 504, link dropped; default 2000 */
+
+    /* Trust (docs/operations.md, "Who may do what"). Lists are comma-separated;
+     * a repeated flag adds to its list. */
+    const char *publish_token;      /* --publish-token: accepted publish tokens; NULL = none */
+    const char *publish_token_file; /* --publish-token-file: more of them, one per line, re-read on SIGHUP */
+    bool publish_open;              /* --publish-open: anyone may publish without a token */
+    const char *admin_token;        /* --admin-token: guards /metrics, the dashboard, operator endpoints */
+    const char *allowed_origins;    /* --allowed-origins: browser origins allowed (WebSocket paths, publish) */
+    int firehose;                   /* --firehose allow|deny|token: RC_FIREHOSE_* */
+    const char *private_topics;     /* --private-topics: globs only a token's claims open */
+    const char *jwt_secret;         /* --jwt-secret (also JWT_SECRET): HS256 key of client tokens */
 };
+
+enum { RC_FIREHOSE_ALLOW = 0, RC_FIREHOSE_DENY, RC_FIREHOSE_TOKEN };
 
 /*
  * Fills *cfg from defaults, the environment, then argv. Returns 0 on

@@ -43,7 +43,11 @@
     X(counter, redis_dropped_total, "messages from Redis dropped: invalid UTF-8, bad channel or too large") \
     X(counter, redis_published_total, "PUBLISH/SPUBLISH commands sent for HTTP publishes")              \
     X(counter, redis_publish_rejected_total, "HTTP publish items (and /ws/test broadcasts) refused because the Redis link was down")    \
-    X(counter, redis_publish_dropped_total, "PUBLISH commands lost to a failing link or refused by Redis") \
+    X(counter, redis_publish_dropped_total, "PUBLISH commands unanswered when the link was lost (publisher answered 503)") \
+    X(counter, redis_publish_acked_total, "PUBLISH commands Redis acknowledged (publisher answered 2xx)")       \
+    X(counter, redis_publish_errors_total, "PUBLISH commands Redis answered with an error (publisher answered 503)") \
+    X(counter, redis_publish_timeouts_total, "PUBLISH commands unanswered within --redis-timeout-ms (publisher answered 504)") \
+    X(counter, redis_stalls_total, "times the Redis link stalled: a command unanswered for over a second")     \
     X(counter, tls_handshakes_total, "TLS handshakes completed")                                           \
     X(counter, tls_handshake_failures_total, "TLS handshakes that failed (bad input, alerts, no common cipher)") \
     X(counter, tls_handshake_timeouts_total, "TLS clients closed for not finishing the handshake in --tls-handshake-timeout-ms") \
@@ -51,6 +55,7 @@
     X(counter, tls_plain_http_total, "plain HTTP requests on the TLS port (answered 400 in clear)")        \
     X(gauge, tls_connections, "open connections on the TLS listener")                                     \
     X(gauge, redis_up, "1 while the Redis link is established (only with --redis)")                       \
+    X(gauge, redis_ready, "1 while the Redis link is established, answering and taking publishes (/readyz)") \
     X(gauge, redis_channels, "Redis channels and patterns this node is subscribed to")                    \
     X(gauge, connections, "open connections")                                                               \
     X(gauge, ws_connections, "open WebSocket connections on /ws")                                           \

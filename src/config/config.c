@@ -22,7 +22,7 @@
 
 #include "ringcast/util.h"
 
-enum opt_kind { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_LISTEN, OPT_LOGLEVEL, OPT_STRING };
+enum opt_kind { OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_LISTEN, OPT_LOGLEVEL, OPT_STRING, OPT_LIST, OPT_FIREHOSE };
 
 struct opt {
     const char *name; /* flag without the leading dashes */
@@ -79,6 +79,15 @@ static const struct opt opts[] = {
     {"admin-listen", OPT_LISTEN, F(admin_listen_addr), 0, 0, "ADDR:PORT of the operator listener (/metrics, /healthz, /readyz, dashboard), never counted against --max-conns; off to disable (default 127.0.0.1:9090)"},
     {"redis", OPT_STRING, F(redis), 0, 0, "redis://[[user]:password@]host[:port][/db]: nodes sharing this Redis deliver every publish once each (env REDIS_URL too; default: none, single node)"},
     {"redis-sharded", OPT_BOOL, F(redis_sharded), 0, 1, "--redis names a Redis Cluster node: use sharded pub/sub (SSUBSCRIBE/SPUBLISH)"},
+    {"redis-timeout-ms", OPT_UINT, F(redis_timeout_ms), 100, 600000, "a publish Redis has not answered in this time gets 504 and the link is dropped as stalled (default 2000)"},
+    {"publish-token", OPT_LIST, F(publish_token), 0, 0, "token required on every publish (Authorization: Bearer T or X-API-Key: T); repeat or comma-separate for rotation (default: none: publish from loopback only)"},
+    {"publish-token-file", OPT_STRING, F(publish_token_file), 0, 0, "file of publish tokens, one per line ('#' comments), re-read on SIGHUP"},
+    {"publish-open", OPT_BOOL, F(publish_open), 0, 1, "anyone who reaches a listener may publish without a token (explicit opt-out)"},
+    {"admin-token", OPT_LIST, F(admin_token), 0, 0, "token required for /metrics, the dashboard and operator endpoints (Bearer, X-API-Key or ?token=); repeatable"},
+    {"allowed-origins", OPT_LIST, F(allowed_origins), 0, 0, "browser origins allowed on WebSocket paths and publish: https://app.example.com, https://*.example.com or * (default: any on WebSocket paths, none on publish)"},
+    {"firehose", OPT_FIREHOSE, F(firehose), 0, 0, "allow|deny|token: who may subscribe to every topic (\"*\", subscribe_all); token = a client token whose topics claim has \"*\" (default allow)"},
+    {"private-topics", OPT_LIST, F(private_topics), 0, 0, "topic globs (orders:*,portfolio:*) only a client token whose topics claim covers them may subscribe; needs --jwt-secret"},
+    {"jwt-secret", OPT_STRING, F(jwt_secret), 0, 0, "HMAC key of HS256 client tokens (?token= or Authorization: Bearer on the upgrade; env JWT_SECRET too)"},
 };
 
 static void usage(FILE *f) {
@@ -212,6 +221,30 @@ static int apply(struct rc_config *cfg, const struct opt *o, const char *val, co
     case OPT_STRING:
         *(const char **)field = val;
         return 0;
+    case OPT_LIST: { /* a repeated flag adds: kept as one comma-separated list */
+        const char *old = *(const char **)field;
+        if (!old || !*old) {
+            *(const char **)field = val;
+            return 0;
+        }
+        if (!*val) return 0;
+        size_t n = strlen(old) + strlen(val) + 2;
+        char *joined = malloc(n); /* lives as long as the configuration: the process */
+        if (!joined) return -ENOMEM;
+        snprintf(joined, n, "%s,%s", old, val);
+        *(const char **)field = joined;
+        return 0;
+    }
+    case OPT_FIREHOSE: {
+        static const char *const names[] = {"allow", "deny", "token"};
+        for (int i = 0; i < 3; i++)
+            if (!strcasecmp(val, names[i])) {
+                *(int *)field = i;
+                return 0;
+            }
+        fprintf(stderr, "ringcast: %s: --firehose wants allow, deny or token, got \"%s\"\n", source, val);
+        return -EINVAL;
+    }
     case OPT_LOGLEVEL: {
         static const char *const names[] = {"error", "warn", "info", "debug"};
         for (int i = 0; i < 4; i++)
@@ -264,6 +297,8 @@ static void defaults(struct rc_config *cfg) {
     cfg->rcvbuf = 128u << 10;
     rc_parse_listen_addr("127.0.0.1:9090", &cfg->admin_listen_addr, &cfg->admin_listen_addr_len);
     strcpy(cfg->admin_listen_text, "127.0.0.1:9090");
+    cfg->redis_timeout_ms = 2000;
+    cfg->firehose = RC_FIREHOSE_ALLOW;
 }
 
 /* Two listeners collide when their ports match and either address is a
@@ -285,6 +320,8 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
     }
     const char *redis_url = getenv("REDIS_URL"); /* the seeds' name; RINGCAST_REDIS and --redis win */
     if (redis_url && *redis_url) cfg->redis = redis_url;
+    const char *jwt = getenv("JWT_SECRET"); /* seed 003's name; RINGCAST_JWT_SECRET and --jwt-secret win */
+    if (jwt && *jwt) cfg->jwt_secret = jwt;
     for (size_t i = 0; i < RC_ARRAY_LEN(opts); i++) {
         char env[80] = "RINGCAST_";
         size_t k = strlen(env);
@@ -295,6 +332,7 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
         if (v && apply(cfg, &opts[i], v, env) < 0) return -EINVAL;
     }
 
+    bool cli_list_seen[RC_ARRAY_LEN(opts)] = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -327,6 +365,10 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
                 return -EINVAL;
             }
             val = argv[++i];
+        }
+        if (o->kind == OPT_LIST && !cli_list_seen[o - opts]) { /* the command line's list replaces the environment's */
+            cli_list_seen[o - opts] = true;
+            *(const char **)((char *)cfg + o->offset) = NULL;
         }
         if (apply(cfg, o, val, "command line") < 0) return -EINVAL;
     }
@@ -372,6 +414,14 @@ int rc_config_parse(struct rc_config *cfg, int argc, char **argv) {
         }
     } else if (cfg->redis_sharded) {
         fprintf(stderr, "ringcast: --redis-sharded needs --redis URL (a cluster node)\n");
+        return -EINVAL;
+    }
+    if (cfg->jwt_secret && !*cfg->jwt_secret) cfg->jwt_secret = NULL;
+    if (cfg->private_topics && !*cfg->private_topics) cfg->private_topics = NULL;
+    if (cfg->publish_token_file && !*cfg->publish_token_file) cfg->publish_token_file = NULL;
+    if (!cfg->jwt_secret && (cfg->private_topics || cfg->firehose == RC_FIREHOSE_TOKEN)) {
+        fprintf(stderr, "ringcast: %s needs --jwt-secret (or JWT_SECRET): only a verified client token can open it\n",
+                cfg->private_topics ? "--private-topics" : "--firehose token");
         return -EINVAL;
     }
     if (cfg->max_conns == 0) {

@@ -422,6 +422,7 @@ void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c) {
         rc_conn_ws_close(s, c, RC_WS_CLOSE_GOING_AWAY, "server shutting down");
         break;
     case RC_CONN_HTTP:
+        if (c->flags & RC_CF_PUB_WAIT) break; /* answered when Redis answers, with Connection: close */
         if (c->tls && !rc_tls_handshake_done(c)) { /* no request can come in time: go */
             rc_conn_abort(s, c);
             break;
@@ -977,6 +978,7 @@ static void http_pause(struct rc_shard *s, struct rc_conn *c) {
  * only if they all fit, or each pause would let in another receive
  * buffer's worth while answering only 64 KiB of it. */
 static void http_resume(struct rc_shard *s, struct rc_conn *c) {
+    if (c->flags & RC_CF_PUB_WAIT) return; /* rc_conn_http_release resumes */
     c->flags &= ~RC_CF_READ_PAUSED;
     if (c->state != RC_CONN_HTTP || (c->flags & RC_CF_END_AFTER_SEND)) return;
     rc_conn_set_deadline(s, c, s->now_ms + s->cfg->request_timeout_ms);
@@ -985,10 +987,28 @@ static void http_resume(struct rc_shard *s, struct rc_conn *c) {
         rc_conn_arm_recv(s, c);
 }
 
+void rc_conn_http_hold(struct rc_shard *s, struct rc_conn *c) {
+    http_pause(s, c);
+    c->flags |= RC_CF_PUB_WAIT;
+    /* Redis answers or the link gives up within --redis-timeout-ms; the
+     * deadline is only the backstop. */
+    uint64_t wait = RC_MAX((uint64_t)s->cfg->request_timeout_ms, (uint64_t)s->cfg->redis_timeout_ms + 1000);
+    rc_conn_set_deadline(s, c, s->now_ms + wait);
+}
+
+void rc_conn_http_release(struct rc_shard *s, struct rc_conn *c) {
+    c->flags &= ~RC_CF_PUB_WAIT;
+    if (c->state != RC_CONN_HTTP || !(c->flags & RC_CF_READ_PAUSED)) return;
+    if (rc_conn_queue_cost(c) <= RC_HTTP_PAUSE_BYTES / 2)
+        http_resume(s, c);
+    else /* the client is not reading its responses: the usual backpressure deadline */
+        rc_conn_set_deadline(s, c, s->now_ms + s->cfg->request_timeout_ms);
+}
+
 /* Parses and routes complete requests in p[0..n). Returns bytes consumed. */
 static size_t http_process(struct rc_shard *s, struct rc_conn *c, uint8_t *p, size_t n) {
     size_t off = 0;
-    while (off < n && c->state == RC_CONN_HTTP && !(c->flags & RC_CF_END_AFTER_SEND)) {
+    while (off < n && c->state == RC_CONN_HTTP && !(c->flags & (RC_CF_END_AFTER_SEND | RC_CF_PUB_WAIT))) {
         if (rc_conn_queue_cost(c) > RC_HTTP_PAUSE_BYTES) { /* its responses are not being read */
             http_pause(s, c);
             return off;

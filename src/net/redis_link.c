@@ -75,8 +75,9 @@
 #define RL_RBUF 65536
 #define RL_CONNECT_TIMEOUT_MS 2000
 #define RL_SETUP_TIMEOUT_MS 5000 /* connect + AUTH/SELECT/CLUSTER SLOTS */
-#define RL_PING_IDLE_MS 5000     /* a silent socket gets a PING … */
-#define RL_PING_TIMEOUT_MS 5000  /* … and is dead without a reply this long */
+#define RL_PING_IDLE_MS 500      /* a silent socket gets a PING (a PUB socket a probe PUBLISH) … */
+#define RL_STALL_MS 1000         /* … and is stalled (not ready) without a reply this long; dead at --redis-timeout-ms */
+#define RL_PENDING_MAX (1u << 20) /* unanswered commands per socket before publishes are refused */
 #define RL_BACKOFF_MIN_MS 100
 #define RL_BACKOFF_MAX_MS 1000
 #define RL_SEND_MAX (1u << 20)
@@ -101,11 +102,35 @@ struct rl_conn {
     uint32_t hs_pending; /* handshake replies still expected */
     redisReader *reader;
     char *rbuf;
-    struct rc_rbuf out;
-    size_t publishes; /* PUBLISH commands in out not yet answered (dropped on failure) */
-    uint64_t last_rx_ms, ping_ms;
+    /* Commands are appended to out; a send takes the whole of it as wire
+     * (the buffers swap), so nothing appended while the kernel may still
+     * read wire can move the bytes under it. */
+    struct rc_rbuf out, wire;
+    /* PUB sockets: every command sent after the handshake, oldest first;
+     * Redis answers in order, so each reply pops one. */
+    struct rl_pend *pend;
+    uint32_t pend_head, pend_n, pend_cap;
+    uint64_t last_rx_ms, last_tx_ms, ping_ms;
     struct __kernel_timespec cto;
 };
+
+/* A command waiting for its reply on a PUB socket: a publisher's PUBLISH
+ * (ticket: whom to answer), the keepalive probe, or a PING. */
+enum rl_pend_kind { PK_PUBLISH, PK_PROBE, PK_PING };
+struct rl_pend {
+    uint64_t ticket; /* rc_shard_publish_answer's; 0 for probes and PINGs */
+    uint64_t at_ms;  /* queued at */
+    uint32_t kind;
+};
+
+/* The PUBLISH a PUB socket sends when idle: a channel inside the prefix
+ * (so an ACL that lets us publish ours lets it through) that no topic can
+ * name (topics have no spaces), ignored by every node's ingest. Redis'
+ * answer to it tells whether publishing works even with no traffic. */
+#define RL_PROBE_CHANNEL RC_REDIS_PREFIX " probe"
+
+/* What /readyz says of the link (srv->redis_health). */
+enum { RH_DOWN = 0, RH_READY, RH_STALLED, RH_REFUSING };
 
 struct rl_node {
     struct sockaddr_storage addr;
@@ -161,6 +186,11 @@ struct rc_redis {
     uint32_t pattern_want;
     bool pattern_sent, pattern_active;
     uint32_t unconfirmed; /* subscribe confirmations outstanding */
+
+    int health;           /* RH_*: what readiness says */
+    bool refusing;        /* the last PUBLISH answer was an error */
+    char refuse_why[160]; /* that error, for the log line */
+    int fail_status;      /* link_fail answers the pending publishes with this (503, or 504 on a timeout) */
 };
 
 /* ---- small helpers ---- */
@@ -324,9 +354,10 @@ static bool conn_open(struct rc_redis *r, struct rl_conn *c, const struct rl_nod
     c->role = (uint8_t)role;
     c->node = (uint16_t)node;
     c->hs_pending = 0;
-    c->publishes = 0;
+    c->pend_head = c->pend_n = 0;
     c->gen = (c->gen + 1) & 0xffffff;
     rc_rbuf_reset(&c->out);
+    rc_rbuf_reset(&c->wire);
     c->cto.tv_sec = RL_CONNECT_TIMEOUT_MS / 1000;
     c->cto.tv_nsec = (long)(RL_CONNECT_TIMEOUT_MS % 1000) * 1000000L;
     struct io_uring_sqe *sqe = rc_ring_sqe(&r->s->ring);
@@ -355,6 +386,7 @@ static void conn_close(struct rc_redis *r, struct rl_conn *c) {
     if (c->reader) redisReaderFree(c->reader);
     c->reader = NULL;
     rc_rbuf_reset(&c->out);
+    rc_rbuf_reset(&c->wire);
     shutdown(c->fd, SHUT_RDWR);
     if (c->inflight == 0) {
         close(c->fd);
@@ -368,11 +400,78 @@ static bool link_quiet(struct rc_redis *r) {
     return true;
 }
 
+/* ---- answers owed to publishers ---- */
+
+static int pend_push(struct rl_conn *c, enum rl_pend_kind kind, uint64_t ticket, uint64_t now) {
+    if (c->pend_n == c->pend_cap) {
+        uint32_t cap = c->pend_cap ? c->pend_cap * 2 : 64;
+        struct rl_pend *v = malloc(cap * sizeof *v);
+        if (!v) return -ENOMEM;
+        for (uint32_t i = 0; i < c->pend_n; i++) v[i] = c->pend[(c->pend_head + i) % c->pend_cap];
+        free(c->pend);
+        c->pend = v;
+        c->pend_cap = cap;
+        c->pend_head = 0;
+    }
+    c->pend[(c->pend_head + c->pend_n) % c->pend_cap] = (struct rl_pend){.ticket = ticket, .at_ms = now, .kind = kind};
+    c->pend_n++;
+    return 0;
+}
+
+static bool pend_pop(struct rl_conn *c, struct rl_pend *out) {
+    if (!c->pend_n) return false;
+    *out = c->pend[c->pend_head];
+    c->pend_head = (c->pend_head + 1) % c->pend_cap;
+    c->pend_n--;
+    return true;
+}
+
+/* Tells the publisher behind ticket how its PUBLISH went: status 200 when
+ * Redis took it, else 503/504 with Redis' words (or ours) in text. */
+static void answer(struct rc_redis *r, uint64_t ticket, int status, const char *text, size_t len) {
+    if (ticket) rc_shard_publish_answer(r->s, ticket, status, text, len);
+}
+
+/* The socket is going: every publisher still waiting on it is answered
+ * r->fail_status; returns how many there were. */
+static size_t fail_pending(struct rc_redis *r, struct rl_conn *c, const char *why) {
+    size_t n = 0;
+    struct rl_pend p;
+    while (pend_pop(c, &p)) {
+        if (p.kind != PK_PUBLISH) continue;
+        answer(r, p.ticket, r->fail_status, why, strlen(why));
+        n++;
+    }
+    return n;
+}
+
 /* ---- link state ---- */
+
+static void set_health(struct rc_redis *r, int h) {
+    if (h == r->health) return;
+    int was = r->health;
+    r->health = h;
+    atomic_store_explicit(&r->srv->redis_health, h, memory_order_relaxed);
+    atomic_store_explicit(&M(r)->redis_ready, h == RH_READY, memory_order_relaxed);
+    /* Losing and regaining the link are logged by link_fail and
+     * established(); these are the states in between, once per change. */
+    if (h == RH_STALLED) {
+        RC_METRIC_ADD(M(r), redis_stalls_total, 1);
+        RC_WARN("redis: %s stalled: a command unanswered for over %d ms; not ready (the link is dropped at "
+                "--redis-timeout-ms %u)",
+                r->where, RL_STALL_MS, r->srv->cfg.redis_timeout_ms);
+    } else if (h == RH_REFUSING) {
+        RC_WARN("redis: %s refuses publishes (%s); not ready until a PUBLISH succeeds", r->where, r->refuse_why);
+    } else if (h == RH_READY && (was == RH_STALLED || was == RH_REFUSING)) {
+        RC_WARN("redis: %s answers publishes again; ready", r->where);
+    }
+}
 
 static void set_up(struct rc_redis *r, bool up) {
     atomic_store_explicit(&r->srv->redis_up, up, memory_order_relaxed);
     atomic_store_explicit(&M(r)->redis_up, up ? 1 : 0, memory_order_relaxed);
+    if (!up) r->refusing = false;
+    set_health(r, up ? RH_READY : RH_DOWN);
 }
 
 static void count_channels(struct rc_redis *r) {
@@ -394,9 +493,11 @@ static void link_fail(struct rc_redis *r, const char *fmt, ...) {
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     size_t lost = 0;
+    char answer_why[400];
+    snprintf(answer_why, sizeof answer_why, "%s: the message may or may not have been published",
+             r->fail_status == 504 ? why : "the connection to Redis was lost before it answered");
     for (unsigned i = 0; i < RL_NCONNS; i++) {
-        lost += r->conns[i].publishes;
-        r->conns[i].publishes = 0;
+        lost += fail_pending(r, &r->conns[i], answer_why);
         conn_close(r, &r->conns[i]);
     }
     r->backoff_ms = r->backoff_ms ? RC_MIN(r->backoff_ms * 2, (uint64_t)RL_BACKOFF_MAX_MS) : RL_BACKOFF_MIN_MS;
@@ -404,15 +505,18 @@ static void link_fail(struct rc_redis *r, const char *fmt, ...) {
     r->retry_at_ms = r->s->now_ms + delay;
     if (r->established) {
         RC_METRIC_ADD(M(r), redis_disconnects_total, 1);
-        RC_WARN("redis: connection to %s lost: %s; %zu unanswered publishes dropped; reconnecting in %llu ms",
-                r->where, why, lost, (unsigned long long)delay);
+        RC_WARN("redis: connection to %s lost: %s; %zu unanswered publishes answered %d; reconnecting in %llu ms",
+                r->where, why, lost, r->fail_status, (unsigned long long)delay);
     } else {
         RC_METRIC_ADD(M(r), redis_connect_failures_total, 1);
         if (r->attempts < 3 || r->attempts % 50 == 0) /* a long outage logs now and then, not 10 times a second */
             RC_WARN("redis: cannot connect to %s: %s; retrying in %llu ms (attempt %u)", r->where, why,
                     (unsigned long long)delay, r->attempts + 1);
     }
-    if (lost) RC_METRIC_ADD(M(r), redis_publish_dropped_total, lost);
+    if (lost && r->fail_status == 504)
+        RC_METRIC_ADD(M(r), redis_publish_timeouts_total, lost);
+    else if (lost)
+        RC_METRIC_ADD(M(r), redis_publish_dropped_total, lost);
     r->attempts++;
     r->state = L_IDLE;
     r->established = false;
@@ -586,6 +690,8 @@ static bool str_eq(const redisReply *x, const char *s) {
 
 /* A message from Redis: validate and publish it on this node. */
 static void ingest(struct rc_redis *r, const redisReply *ch, const redisReply *payload) {
+    if (is_str(ch) && ch->len == sizeof RL_PROBE_CHANNEL - 1 && !memcmp(ch->str, RL_PROBE_CHANNEL, ch->len))
+        return; /* a node's keepalive, seen through the firehose pattern */
     if (!is_str(ch) || !is_str(payload) || ch->len < RC_REDIS_PREFIX_LEN ||
         memcmp(ch->str, RC_REDIS_PREFIX, RC_REDIS_PREFIX_LEN) != 0) {
         RC_METRIC_ADD(M(r), redis_dropped_total, 1);
@@ -694,19 +800,37 @@ static void on_reply(struct rc_redis *r, struct rl_conn *c, redisReply *x) {
         return;
     }
     if (c->role == RL_PUB) {
+        struct rl_pend p;
+        if (!pend_pop(c, &p)) {
+            link_fail(r, "a reply nobody asked for on the publisher socket");
+            return;
+        }
         if (x->type == REDIS_REPLY_ERROR) {
             bool moved = x->len >= 5 && (!strncmp(x->str, "MOVED", 5) || !strncmp(x->str, "ASK ", 4));
-            if (c->publishes) c->publishes--;
-            RC_METRIC_ADD(M(r), redis_publish_dropped_total, 1);
+            if (p.kind == PK_PUBLISH) {
+                char why[200];
+                int n = snprintf(why, sizeof why, "redis refused the publish: %.*s", (int)RC_MIN(x->len, (size_t)160), x->str);
+                RC_METRIC_ADD(M(r), redis_publish_errors_total, 1);
+                answer(r, p.ticket, 503, why, (size_t)RC_MIN(n, (int)sizeof why - 1));
+            }
             if (moved) {
                 link_fail(r, "cluster topology changed (%.*s)", (int)RC_MIN(x->len, (size_t)100), x->str);
                 return;
             }
-            RC_WARN("redis: publish refused: %.*s", (int)RC_MIN(x->len, (size_t)200), x->str);
-        } else if (x->type == REDIS_REPLY_INTEGER) {
-            if (c->publishes) c->publishes--;
+            if (p.kind != PK_PING) { /* PUBLISH refused: an ACL, OOM, a read-only replica… */
+                snprintf(r->refuse_why, sizeof r->refuse_why, "%.*s", (int)RC_MIN(x->len, (size_t)150), x->str);
+                r->refusing = true;
+            }
+        } else if (x->type == REDIS_REPLY_INTEGER && p.kind != PK_PING) {
+            if (p.kind == PK_PUBLISH) {
+                RC_METRIC_ADD(M(r), redis_publish_acked_total, 1);
+                answer(r, p.ticket, 200, NULL, 0);
+            }
+            r->refusing = false;
+        } else if (p.kind != PK_PING || x->type != REDIS_REPLY_STATUS) {
+            link_fail(r, "unexpected reply type %d on the publisher socket", x->type);
         }
-        return; /* +PONG */
+        return;
     }
     /* SUB: push messages and (un)subscribe confirmations */
     if (x->type == REDIS_REPLY_ERROR) {
@@ -779,7 +903,7 @@ void rc_redis_on_cqe(struct rc_redis *r, const struct io_uring_cqe *cqe) {
             return;
         }
         c->connected = true;
-        c->last_rx_ms = r->s->now_ms;
+        c->last_rx_ms = c->last_tx_ms = r->s->now_ms;
         arm_recv(r, c);
         handshake(r, c);
         if (c->ready && r->state == L_CONNECTING && all_ready(r)) link_up(r);
@@ -817,8 +941,8 @@ void rc_redis_on_cqe(struct rc_redis *r, const struct io_uring_cqe *cqe) {
             link_fail(r, "send: %s", strerror(-res));
             return;
         }
-        rc_rbuf_consume(&c->out, (size_t)res);
-        if (rc_rbuf_pending(&c->out)) r->dirty = true;
+        rc_rbuf_consume(&c->wire, (size_t)res);
+        if (rc_rbuf_pending(&c->wire) || rc_rbuf_pending(&c->out)) r->dirty = true;
         return;
     }
 }
@@ -829,18 +953,48 @@ void rc_redis_flush(struct rc_redis *r) {
     r->dirty = false;
     for (unsigned i = 0; i < RL_NCONNS; i++) {
         struct rl_conn *c = &r->conns[i];
-        if (!c->connected || c->sending || !rc_rbuf_pending(&c->out)) continue;
-        /* A publish waits for every subscribe sent before it (see top). */
-        if (c->role == RL_PUB && c->ready && r->unconfirmed) continue;
-        size_t n = RC_MIN(rc_rbuf_pending(&c->out), (size_t)RL_SEND_MAX);
+        if (!c->connected || c->sending) continue;
+        if (!rc_rbuf_pending(&c->wire)) {
+            if (!rc_rbuf_pending(&c->out)) continue;
+            /* A publish waits for every subscribe sent before it (see top). */
+            if (c->role == RL_PUB && c->ready && r->unconfirmed) continue;
+            struct rc_rbuf t = c->wire;
+            c->wire = c->out;
+            c->out = t;
+            rc_rbuf_reset(&c->out);
+        }
+        size_t n = RC_MIN(rc_rbuf_pending(&c->wire), (size_t)RL_SEND_MAX);
         struct io_uring_sqe *sqe = rc_ring_sqe(&r->s->ring);
-        io_uring_prep_send(sqe, c->fd, c->out.data + c->out.head, n, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, c->fd, c->wire.data + c->wire.head, n, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, ud(c, r, RK_SEND));
         c->inflight++;
         c->sending = true;
     }
 }
 
+/* The keepalive of a PUB socket: a PUBLISH nobody receives (see
+ * RL_PROBE_CHANNEL), or a PING where a channel belongs to one master only
+ * (--redis-sharded). */
+static void probe(struct rc_redis *r, struct rl_conn *c, uint64_t now) {
+    int ret;
+    if (r->sharded)
+        ret = rc_rbuf_command(&c->out, 1, (const char *[]){"PING"}, (size_t[]){4});
+    else
+        ret = rc_rbuf_command(&c->out, 3, (const char *[]){"PUBLISH", RL_PROBE_CHANNEL, ""},
+                              (size_t[]){7, sizeof RL_PROBE_CHANNEL - 1, 0});
+    if (ret < 0 || pend_push(c, r->sharded ? PK_PING : PK_PROBE, 0, now) < 0) return; /* next tick */
+    c->last_tx_ms = now;
+    r->dirty = true;
+}
+
+/*
+ * Every 100 ms: a socket with a command unanswered for RL_STALL_MS makes
+ * the link stalled (not ready); for --redis-timeout-ms, it is dropped and
+ * its waiting publishers get 504. Idle sockets are probed every
+ * RL_PING_IDLE_MS, so a Redis that stops answering (CLIENT PAUSE, a full
+ * disk, a hung host) or refuses PUBLISH (an ACL) is seen within about a
+ * second even with no traffic.
+ */
 void rc_redis_tick(struct rc_redis *r) {
     uint64_t now = r->s->now_ms;
     if (r->state == L_IDLE) {
@@ -851,14 +1005,24 @@ void rc_redis_tick(struct rc_redis *r) {
         if (now >= r->setup_deadline_ms) link_fail(r, "no answer within %d ms", RL_SETUP_TIMEOUT_MS);
         return;
     }
+    uint64_t timeout = r->srv->cfg.redis_timeout_ms;
+    uint64_t stall = RC_MIN((uint64_t)RL_STALL_MS, timeout / 2);
+    bool stalled = false;
     for (unsigned i = 0; i < 2 * r->nnodes; i++) {
         struct rl_conn *c = &r->conns[i];
         if (!c->ready) continue;
-        if (c->ping_out && now - c->ping_ms > RL_PING_TIMEOUT_MS) {
-            link_fail(r, "no reply to PING from %s in %d ms", r->nodes[c->node].text, RL_PING_TIMEOUT_MS);
+        uint64_t oldest = c->role == RL_PUB ? (c->pend_n ? c->pend[c->pend_head].at_ms : 0) : (c->ping_out ? c->ping_ms : 0);
+        if (oldest && now - oldest >= timeout) {
+            r->fail_status = 504;
+            link_fail(r, "Redis at %s did not answer within %llu ms (--redis-timeout-ms)", r->nodes[c->node].text,
+                      (unsigned long long)timeout);
+            r->fail_status = 503;
             return;
         }
-        if (!c->ping_out && now - c->last_rx_ms > RL_PING_IDLE_MS) {
+        if (oldest && now - oldest >= stall) stalled = true;
+        if (c->role == RL_PUB) {
+            if (!c->pend_n && now - c->last_tx_ms >= RL_PING_IDLE_MS) probe(r, c, now);
+        } else if (!c->ping_out && now - c->last_rx_ms >= RL_PING_IDLE_MS) {
             if (rc_rbuf_command(&c->out, 1, (const char *[]){"PING"}, (size_t[]){4}) == 0) {
                 c->ping_out = true;
                 c->ping_ms = now;
@@ -866,6 +1030,7 @@ void rc_redis_tick(struct rc_redis *r) {
             }
         }
     }
+    set_health(r, stalled ? RH_STALLED : r->refusing ? RH_REFUSING : RH_READY);
 }
 
 /* ---- what the shards ask for ---- */
@@ -897,25 +1062,36 @@ void rc_redis_interest(struct rc_redis *r, const char *name, size_t len, int del
     count_channels(r);
 }
 
-int rc_redis_publish(struct rc_redis *r, const char *topic, size_t len, const void *data, size_t dlen, bool broadcast) {
+void rc_redis_publish(struct rc_redis *r, uint64_t ticket, const char *topic, size_t len, const void *data,
+                      size_t dlen, bool broadcast) {
     if (!r->established) {
         RC_METRIC_ADD(M(r), redis_publish_rejected_total, 1);
-        return -EAGAIN;
+        answer(r, ticket, 503, "redis unavailable: nothing was published", 40);
+        return;
     }
     if (broadcast) len = 0;
     char ch[RL_CHANNEL_MAX];
     struct rl_conn *c = &r->conns[2 * channel_node(r, topic, len, ch) + RL_PUB];
-    if (rc_rbuf_pending(&c->out) > RL_OUT_MAX) {
+    if (rc_rbuf_pending(&c->out) + rc_rbuf_pending(&c->wire) > RL_OUT_MAX || c->pend_n >= RL_PENDING_MAX) {
         RC_METRIC_ADD(M(r), redis_publish_rejected_total, 1);
-        return -ENOBUFS;
+        answer(r, ticket, 503, "redis is not keeping up: nothing was published", 46);
+        return;
     }
     const char *argv[3] = {r->sharded ? "SPUBLISH" : "PUBLISH", ch, data};
     size_t lens[3] = {r->sharded ? 8u : 7u, RC_REDIS_PREFIX_LEN + len, dlen};
-    if (rc_rbuf_command(&c->out, 3, argv, lens) < 0) return -ENOMEM;
-    c->publishes++;
+    size_t before = c->out.len;
+    if (rc_rbuf_command(&c->out, 3, argv, lens) < 0) {
+        answer(r, ticket, 503, "out of memory: nothing was published", 36);
+        return;
+    }
+    if (pend_push(c, PK_PUBLISH, ticket, r->s->now_ms) < 0) {
+        c->out.len = before; /* never a command whose answer nobody expects */
+        answer(r, ticket, 503, "out of memory: nothing was published", 36);
+        return;
+    }
+    c->last_tx_ms = r->s->now_ms;
     r->dirty = true;
     RC_METRIC_ADD(M(r), redis_published_total, 1);
-    return 0;
 }
 
 /* ---- life cycle ---- */
@@ -934,6 +1110,7 @@ struct rc_redis *rc_redis_create(struct rc_server *srv, const char *url, bool sh
     }
     r->srv = srv;
     r->sharded = sharded;
+    r->fail_status = 503;
     r->rng = (uint64_t)rc_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     bool v6 = strchr(r->url.host, ':') != NULL;
     snprintf(r->where, sizeof r->where, v6 ? "[%s]:%u" : "%s:%u", r->url.host, r->url.port);
@@ -984,8 +1161,10 @@ void rc_redis_stop(struct rc_redis *r) {
         if (c->open) close(c->fd);
         c->open = false;
         rc_rbuf_free(&c->out);
+        rc_rbuf_free(&c->wire);
         free(c->rbuf);
         c->rbuf = NULL;
+        c->pend_n = 0;
     }
     set_up(r, false);
 }
@@ -999,7 +1178,9 @@ void rc_redis_destroy(struct rc_redis *r) {
     for (unsigned i = 0; i < RL_NCONNS; i++) {
         if (r->conns[i].reader) redisReaderFree(r->conns[i].reader);
         rc_rbuf_free(&r->conns[i].out);
+        rc_rbuf_free(&r->conns[i].wire);
         free(r->conns[i].rbuf);
+        free(r->conns[i].pend);
     }
     for (unsigned i = 0; r->buckets && i < r->nbuckets; i++)
         for (struct rl_chan *c = r->buckets[i], *next; c; c = next) {

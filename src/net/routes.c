@@ -52,16 +52,21 @@ void rc_http_respond(struct rc_shard *s, struct rc_conn *c, int status, const ch
         c->flags |= RC_CF_END_AFTER_SEND;
 }
 
-void rc_http_respond_error(struct rc_shard *s, struct rc_conn *c, int status, const char *message,
-                           const char *extra_headers, bool keep_alive) {
-    char body[512];
-    char esc[400];
+/* text as the inside of a JSON string (control characters dropped), cut to fit cap. */
+static void json_escape(const char *text, char *esc, size_t cap) {
     size_t k = 0;
-    for (const char *p = message; *p && k < sizeof esc - 2; p++) {
+    for (const char *p = text; *p && k < cap - 2; p++) {
         if (*p == '"' || *p == '\\') esc[k++] = '\\';
         if ((unsigned char)*p >= 0x20) esc[k++] = *p;
     }
     esc[k] = 0;
+}
+
+void rc_http_respond_error(struct rc_shard *s, struct rc_conn *c, int status, const char *message,
+                           const char *extra_headers, bool keep_alive) {
+    char body[512];
+    char esc[400];
+    json_escape(message, esc, sizeof esc);
     int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d}", esc, status);
     rc_http_respond(s, c, status, "application/json", extra_headers, body, (size_t)n, keep_alive);
 }
@@ -187,16 +192,153 @@ static int collect_item(void *arg, const struct rc_pub_item *it) {
     return 0;
 }
 
-/* With --redis, a publish goes through Redis: refused (503) while the link
- * is down, so a 2xx always means every node will get it. */
-static bool redis_down(const struct rc_shard *s) {
-    return s->srv->redis && !atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed);
+/* ---- publishing through Redis: the answer waits for Redis' ---- */
+
+/*
+ * With --redis a publish request is answered only when Redis has answered
+ * every PUBLISH it made: 2xx means Redis took each message (and so every
+ * node subscribed to its channel gets it). Meanwhile the request waits in
+ * a slot here, named by the ticket its PUBLISHes carry to shard 0 and back
+ * (RC_TICKET_SHARD), and its connection reads nothing more
+ * (rc_conn_http_hold), so pipelined requests keep their order and one
+ * connection holds at most one slot. Redis' answers are pipelined: the
+ * shard never blocks, and any number of connections wait at once.
+ */
+struct rc_pubwait {
+    uint32_t gen;       /* 24 bits, never 0 while in use; 0 = free */
+    uint32_t next_free;
+    uint32_t conn_idx, conn_gen;
+    uint32_t owed;      /* answers still to come (+1 while the route is still sending) */
+    uint32_t acked;     /* PUBLISHes Redis took */
+    int status;         /* 200 until a PUBLISH fails: then its 503/504, the first one */
+    bool keep_alive;
+    bool ws_test;       /* answer in seed 001's test_response shape */
+    char when[32];      /* /ws/test's timestamp */
+    char err[200];      /* the first failure's words */
+};
+
+static uint64_t wait_ticket(const struct rc_shard *s, uint32_t slot) {
+    return ((uint64_t)s->id << 56) | ((uint64_t)s->pubwaits[slot].gen << 32) | slot;
 }
 
-/* The 503 for `items` refused messages (counted). */
-static void redis_refuse(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req, size_t items) {
-    RC_METRIC_ADD(&s->metrics, redis_publish_rejected_total, items);
-    rc_http_respond_error(s, c, 503, "redis unavailable: nothing was published", "Retry-After: 1\r\n", req->keep_alive);
+/* A free slot for a request of c, or UINT32_MAX when memory runs out. */
+static uint32_t wait_new(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req) {
+    if (s->pubwaits_free == UINT32_MAX || !s->npubwaits) {
+        uint32_t n = s->npubwaits ? s->npubwaits * 2 : 16;
+        struct rc_pubwait *v = realloc(s->pubwaits, n * sizeof *v);
+        if (!v) return UINT32_MAX;
+        for (uint32_t i = s->npubwaits; i < n; i++)
+            v[i] = (struct rc_pubwait){.next_free = i + 1 < n ? i + 1 : UINT32_MAX};
+        s->pubwaits = v;
+        s->pubwaits_free = s->npubwaits;
+        s->npubwaits = n;
+    }
+    uint32_t slot = s->pubwaits_free;
+    struct rc_pubwait *w = &s->pubwaits[slot];
+    s->pubwaits_free = w->next_free;
+    static _Thread_local uint32_t next_gen;
+    next_gen = (next_gen + 1) & 0xffffff;
+    if (!next_gen) next_gen = 1;
+    *w = (struct rc_pubwait){.gen = next_gen, .conn_idx = c->idx, .conn_gen = c->gen, .status = 200,
+                             .keep_alive = req->keep_alive};
+    return slot;
+}
+
+static void wait_note(struct rc_pubwait *w, int status, const char *text, size_t len) {
+    if (status == 200) {
+        w->acked++;
+        return;
+    }
+    if (w->status != 200) return; /* the first failure is the one reported */
+    w->status = status;
+    snprintf(w->err, sizeof w->err, "%.*s", (int)RC_MIN(len, sizeof w->err - 1), text ? text : "");
+}
+
+/* Every answer is in: the request's response (if its connection is still
+ * there), and the slot is free again. */
+static void wait_finish(struct rc_shard *s, uint32_t slot, bool held) {
+    struct rc_pubwait *w = &s->pubwaits[slot];
+    struct rc_conn *c = w->conn_idx < s->nslots ? s->conns[w->conn_idx] : NULL;
+    if (c && c->gen == w->conn_gen && c->state == RC_CONN_HTTP && (!held || (c->flags & RC_CF_PUB_WAIT))) {
+        if (w->status == 200 && w->ws_test) {
+            char resp[160];
+            int n = snprintf(resp, sizeof resp,
+                             "{\"type\":\"test_response\",\"message\":\"Broadcast to all connected clients\","
+                             "\"timestamp\":\"%s\"}",
+                             w->when);
+            rc_http_respond(s, c, 200, "application/json", NULL, resp, (size_t)n, w->keep_alive);
+        } else if (w->status == 200) {
+            char out[64];
+            int n = snprintf(out, sizeof out, "{\"published\":%u}", w->acked);
+            rc_http_respond(s, c, 200, "application/json", NULL, out, (size_t)n, w->keep_alive);
+        } else {
+            char esc[400], body[520];
+            json_escape(w->err, esc, sizeof esc);
+            int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d,\"acknowledged\":%u}", esc, w->status,
+                             w->acked);
+            rc_http_respond(s, c, w->status, "application/json", w->status == 503 ? "Retry-After: 1\r\n" : NULL, body,
+                            (size_t)n, w->keep_alive);
+        }
+        if (held) rc_conn_http_release(s, c);
+    }
+    w->gen = 0;
+    w->next_free = s->pubwaits_free;
+    s->pubwaits_free = slot;
+}
+
+void rc_publish_answered(struct rc_shard *s, uint64_t ticket, int status, const char *text, size_t len) {
+    uint32_t slot = (uint32_t)ticket, gen = (uint32_t)(ticket >> 32) & 0xffffff;
+    if (slot >= s->npubwaits || s->pubwaits[slot].gen != gen || !s->pubwaits[slot].owed) return;
+    struct rc_pubwait *w = &s->pubwaits[slot];
+    wait_note(w, status, text, len);
+    if (--w->owed == 0) wait_finish(s, slot, true);
+}
+
+void rc_publish_waits_free(struct rc_shard *s) {
+    free(s->pubwaits);
+    s->pubwaits = NULL;
+    s->npubwaits = 0;
+    s->pubwaits_free = UINT32_MAX;
+}
+
+/* Publishes msgs[0..n) through Redis for the request on c; answers when
+ * Redis has answered them all (at once when the link is down). */
+static void publish_via_redis(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
+                              struct rc_message *msgs, size_t n, const char *when) {
+    if (!atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed)) {
+        RC_METRIC_ADD(&s->metrics, redis_publish_rejected_total, n);
+        rc_http_respond_error(s, c, 503, "redis unavailable: nothing was published", "Retry-After: 1\r\n",
+                              req->keep_alive);
+        return;
+    }
+    uint32_t slot = wait_new(s, c, req);
+    if (slot == UINT32_MAX) {
+        rc_http_respond_error(s, c, 503, "out of memory: nothing was published", "Retry-After: 1\r\n", req->keep_alive);
+        return;
+    }
+    struct rc_pubwait *w = &s->pubwaits[slot];
+    w->ws_test = when != NULL;
+    if (when) snprintf(w->when, sizeof w->when, "%s", when);
+    w->owed = (uint32_t)n + 1; /* + this function's own hold: no answer can finish the request under it */
+    uint64_t ticket = wait_ticket(s, slot);
+    for (size_t i = 0; i < n; i++) {
+        const char *why = NULL;
+        int r = rc_shard_redis_publish(s, &msgs[i], ticket, &why);
+        if (r < 0) { /* never sent: answered here */
+            w = &s->pubwaits[slot];
+            const char *text = r == -EAGAIN ? "redis unavailable: not all messages were published"
+                                            : "out of memory: not all messages were published";
+            if (r == -EAGAIN) RC_METRIC_ADD(&s->metrics, redis_publish_rejected_total, 1);
+            wait_note(w, 503, text, strlen(text));
+            w->owed--;
+        }
+    }
+    w = &s->pubwaits[slot]; /* answers on shard 0 may have grown the table */
+    if (--w->owed == 0) {
+        wait_finish(s, slot, false);
+        return;
+    }
+    rc_conn_http_hold(s, c);
 }
 
 /* A publish that arrives during the drain would land in a window nobody
@@ -213,13 +355,13 @@ static void route_publish(struct rc_shard *s, struct rc_conn *c, const struct rc
     char err[200];
     struct publish_batch x = {.s = s, .err = err, .errcap = sizeof err};
     ssize_t n = rc_publish_parse((const char *)body, body_len, RC_PUBLISH_MAX_ITEMS, collect_item, &x, err, sizeof err);
-    if (n >= 0 && redis_down(s)) {
-        redis_refuse(s, c, req, x.n);
+    if (n >= 0 && s->srv->redis) {
+        publish_via_redis(s, c, req, x.msgs, x.n, NULL);
         goto out;
     }
     for (size_t i = 0; n >= 0 && i < x.n; i++) {
         const char *why = NULL;
-        int r = s->srv->redis ? rc_shard_redis_publish(s, &x.msgs[i], &why) : rc_shard_publish(s, &x.msgs[i], &why);
+        int r = rc_shard_publish(s, &x.msgs[i], &why);
         if (r < 0) n = r;
     }
     if (n == -ENOMEM) {
@@ -241,10 +383,6 @@ static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc
                           const uint8_t *body, size_t body_len) {
     char when[32];
     if (refuse_while_draining(s, c)) return;
-    if (redis_down(s)) {
-        redis_refuse(s, c, req, 1);
-        return;
-    }
     rc_iso8601_now(when);
     const char *message = "test";
     cJSON *root = NULL;
@@ -271,9 +409,11 @@ static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc
     char *text = cJSON_PrintUnformatted(out);
     const char *why = NULL;
     struct rc_message msg = {.data = text, .len = text ? strlen(text) : 0, .broadcast = true};
-    int ret = !text           ? -ENOMEM
-              : s->srv->redis ? rc_shard_redis_publish(s, &msg, &why)
-                              : rc_shard_publish(s, &msg, &why);
+    int ret = !text ? -ENOMEM : (why = rc_message_check(&msg, s->cfg->max_message_bytes)) ? -EINVAL : 0;
+    if (ret == 0 && s->srv->redis)
+        publish_via_redis(s, c, req, &msg, 1, when);
+    else if (ret == 0)
+        ret = rc_shard_publish(s, &msg, &why);
     free(text);
     cJSON_Delete(out);
     cJSON_Delete(root);
@@ -284,10 +424,10 @@ static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc
         return;
     }
     if (ret < 0) {
-        rc_http_respond_error(s, c, 503, ret == -EAGAIN ? "redis unavailable: nothing was published" : "out of memory",
-                              NULL, req->keep_alive);
+        rc_http_respond_error(s, c, 503, "out of memory", NULL, req->keep_alive);
         return;
     }
+    if (s->srv->redis) return; /* answered by publish_via_redis, now or when Redis has */
     char resp[160];
     int n = snprintf(resp, sizeof resp,
                      "{\"type\":\"test_response\",\"message\":\"Broadcast to all connected clients\",\"timestamp\":\"%s\"}",
@@ -374,8 +514,13 @@ void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_r
         if (!is_get(req)) goto not_allowed;
         if (atomic_load_explicit(&s->srv->draining, memory_order_relaxed))
             respond_json(s, c, 503, "{\"ready\":false,\"reason\":\"draining\"}", req);
-        else if (s->srv->redis && !atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed))
-            respond_json(s, c, 503, "{\"ready\":false,\"reason\":\"redis unavailable\"}", req);
+        else if (s->srv->redis && atomic_load_explicit(&s->srv->redis_health, memory_order_relaxed) != 1) {
+            static const char *const why[] = {"redis unavailable", "", "redis stalled", "redis refusing publishes"};
+            int h = atomic_load_explicit(&s->srv->redis_health, memory_order_relaxed);
+            char out[96];
+            snprintf(out, sizeof out, "{\"ready\":false,\"reason\":\"%s\"}", why[h & 3]);
+            respond_json(s, c, 503, out, req);
+        }
         else
             respond_json(s, c, 200, "{\"ready\":true}", req);
         return;

@@ -190,15 +190,31 @@ void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int d
         RC_WARN("out of memory telling the Redis link about subscribers of %s", t->name);
 }
 
-int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, const char **why) {
+int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, uint64_t ticket, const char **why) {
     if (!m->checked && (*why = rc_message_check(m, s->cfg->max_message_bytes))) return -EINVAL;
     if (!atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed)) return -EAGAIN;
     const char *topic = m->broadcast ? "" : m->topic;
     size_t topic_len = m->broadcast ? 0 : m->topic_len;
-    if (s->id == 0)
-        return rc_redis_publish(s->srv->redis, topic, topic_len, m->data, m->len, m->broadcast) == -ENOMEM ? -ENOMEM : 0;
-    return rc_msg_add_pub(&s->out_pub[0], 0, topic, topic_len, m->data, m->len,
+    if (s->id == 0) {
+        rc_redis_publish(s->srv->redis, ticket, topic, topic_len, m->data, m->len, m->broadcast);
+        return 0;
+    }
+    return rc_msg_add_pub(&s->out_pub[0], ticket, topic, topic_len, m->data, m->len,
                           RC_PUB_REDIS_PUBLISH | (m->broadcast ? RC_FRAME_BROADCAST : 0));
+}
+
+void rc_shard_publish_answer(struct rc_shard *s, uint64_t ticket, int status, const char *text, size_t len) {
+    unsigned d = RC_TICKET_SHARD(ticket);
+    if (d == (unsigned)s->id) {
+        rc_publish_answered(s, ticket, status, text, len);
+        return;
+    }
+    if (d >= s->srv->nshards) return;
+    char digits[4];
+    snprintf(digits, sizeof digits, "%03d", status);
+    if (rc_msg_add_pub(&s->out_pub[d], ticket, text ? text : "", text ? RC_MIN(len, (size_t)200) : 0, digits, 3,
+                       RC_PUB_ANSWER) < 0)
+        RC_WARN("out of memory answering a publish on shard %u: it gets a reset at its deadline", d);
 }
 
 int rc_shard_publish(struct rc_shard *s, struct rc_message *m, const char **why) {
@@ -342,8 +358,13 @@ static void handle_msg(struct rc_shard *s, struct rc_msg *m) {
             else if (r->flags & (RC_PUB_REDIS_INTEREST_ADD | RC_PUB_REDIS_INTEREST_DEL))
                 rc_redis_interest(s->srv->redis, topic, r->topic_len, (r->flags & RC_PUB_REDIS_INTEREST_ADD) ? 1 : -1);
             else if (r->flags & RC_PUB_REDIS_PUBLISH)
-                rc_redis_publish(s->srv->redis, topic, r->topic_len, topic + r->topic_len, r->data_len,
-                                 r->flags & RC_FRAME_BROADCAST); /* a refusal is counted there */
+                rc_redis_publish(s->srv->redis, r->hash, topic, r->topic_len, topic + r->topic_len, r->data_len,
+                                 r->flags & RC_FRAME_BROADCAST); /* answered from there */
+            else if (r->flags & RC_PUB_ANSWER) {
+                const char *d = topic + r->topic_len;
+                int status = r->data_len == 3 ? (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0') : 503;
+                rc_publish_answered(s, r->hash, status, topic, r->topic_len);
+            }
             else if (owner_append(s, topic, r->topic_len, r->hash, topic + r->topic_len, r->data_len, r->flags) < 0)
                 RC_WARN("out of memory: a message for %.*s was dropped", (int)r->topic_len, topic);
             off += rc_pub_rec_size(r->topic_len, r->data_len);
@@ -1172,6 +1193,7 @@ void rc_server_destroy(struct rc_server *srv) {
             while ((m = rc_inbox_pop(&s->inbox))) msg_discard(m);
             close(s->wake_fd);
         }
+        rc_publish_waits_free(s);
         free(s->out_pub);
         free(s->out_frames);
         free(s->conns);

@@ -78,6 +78,7 @@ enum rc_conn_flag {
     RC_CF_ADMIN = 1u << 10,       /* accepted on --admin-listen: not counted against --max-conns */
     RC_CF_READ_PAUSED = 1u << 11, /* HTTP backpressure: recv cancelled until the queue drains */
     RC_CF_RESET = 1u << 12,       /* close with a reset: a stalled or abusive peer's buffers go at once */
+    RC_CF_PUB_WAIT = 1u << 13,    /* a publish waits for Redis' answer: nothing more is read or parsed */
 };
 
 /* What an upgraded connection does with its messages. */
@@ -177,6 +178,9 @@ struct rc_shard {
     uint32_t nconns;
     uint32_t inflight_shard; /* accept/timer/wake requests in flight */
 
+    struct rc_pubwait *pubwaits; /* routes.c: publish requests waiting for Redis' answers, by slot */
+    uint32_t npubwaits, pubwaits_free; /* slots allocated; head of the free list (UINT32_MAX: none) */
+
     struct rc_conn *dirty; /* connections with queued bytes and no send in flight */
     struct rc_conn timed;  /* sentinel of the deadline list */
 
@@ -242,6 +246,7 @@ struct rc_server {
     atomic_uint drain_flushed; /* shards that flushed their window and outboxes for a drain */
     struct rc_redis *redis;    /* --redis: the link, run by shard 0; NULL without Redis */
     atomic_bool redis_up;      /* the link is established: publishes may go through it */
+    atomic_int redis_health;   /* redis_link.c's RH_*: 0 down, 1 ready, 2 stalled, 3 refusing publishes */
     atomic_uint client_conns;  /* connections counted against --max-conns, all shards */
     atomic_uint_fast64_t partial_bytes; /* unfinished input held, all shards (--max-partial-bytes) */
     atomic_uint refused_unlogged;       /* refusals since the last log line */
@@ -260,8 +265,13 @@ void rc_redis_on_cqe(struct rc_redis *r, const struct io_uring_cqe *cqe);
 void rc_redis_flush(struct rc_redis *r);
 void rc_redis_tick(struct rc_redis *r);
 void rc_redis_interest(struct rc_redis *r, const char *topic, size_t len, int delta);
-/* -EAGAIN while the link is down, -ENOBUFS when Redis is not keeping up. */
-int rc_redis_publish(struct rc_redis *r, const char *topic, size_t len, const void *data, size_t dlen, bool broadcast);
+/* Sends PUBLISH (SPUBLISH) and, when Redis has answered it, answers the
+ * publisher behind ticket through rc_shard_publish_answer: 200, or 503 when
+ * refused (link down, Redis not keeping up, a Redis error, the link lost),
+ * 504 when Redis did not answer within --redis-timeout-ms. Every ticket is
+ * answered exactly once, possibly before this returns. */
+void rc_redis_publish(struct rc_redis *r, uint64_t ticket, const char *topic, size_t len, const void *data,
+                      size_t dlen, bool broadcast);
 bool rc_redis_sharded(const struct rc_redis *r);
 
 /* conn.c */
@@ -286,6 +296,11 @@ void rc_conn_ws_ping(struct rc_shard *s, struct rc_conn *c); /* liveness probe (
 void rc_conn_set_deadline(struct rc_shard *s, struct rc_conn *c, uint64_t deadline_ms);
 void rc_conn_on_deadline(struct rc_shard *s, struct rc_conn *c);
 void rc_conn_begin_drain(struct rc_shard *s, struct rc_conn *c);
+/* A request of c waits for an answer from elsewhere (a publish through
+ * Redis): reading and parsing stop until rc_conn_http_release(), which
+ * the caller calls after queueing the response. */
+void rc_conn_http_hold(struct rc_shard *s, struct rc_conn *c);
+void rc_conn_http_release(struct rc_shard *s, struct rc_conn *c);
 /* What c's send queue costs against --max-queue-bytes. */
 uint64_t rc_conn_queue_cost(const struct rc_conn *c);
 /* The periodic sweep's look at c: liveness ping, idle close, stalled socket. */
@@ -317,7 +332,22 @@ void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int d
 /* shard.c, with --redis: publishes through Redis (shard 0 sends the
  * PUBLISH) after the same check. Returns 0, -EINVAL with *why set, -EAGAIN
  * when the link is down, -ENOMEM. */
-int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, const char **why);
+int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, uint64_t ticket, const char **why);
+
+/* A ticket names a publish request waiting on a shard: the shard in the
+ * top 8 bits, then routes.c's slot generation (24 bits) and slot index. */
+#define RC_TICKET_SHARD(t) ((unsigned)((t) >> 56))
+
+/* shard.c: how the PUBLISH behind ticket went (status 200, 503 or 504, with
+ * Redis' or the link's words in text): handed to the shard that holds the
+ * waiting request (routes.c, rc_publish_answered), at the end of this loop
+ * pass when it is another shard. */
+void rc_shard_publish_answer(struct rc_shard *s, uint64_t ticket, int status, const char *text, size_t len);
+
+/* routes.c: the answer for one PUBLISH of a request waiting on this shard. */
+void rc_publish_answered(struct rc_shard *s, uint64_t ticket, int status, const char *text, size_t len);
+/* routes.c: frees what the shard's waiting publish requests hold (teardown). */
+void rc_publish_waits_free(struct rc_shard *s);
 
 /* tls.c (see the top of that file) */
 struct WOLFSSL_CTX;
