@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
             RC_INFO("%s: draining (up to %us)", sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_s);
             break;
         }
-        if (sig == SIGHUP) rc_server_reload_tls(srv); /* certificate and key; connections stay */
+        if (sig == SIGHUP) rc_server_reload(srv); /* publish tokens, certificate and key; connections stay */
         /* SIGPIPE: nothing to do (sends use MSG_NOSIGNAL). */
     }
     rc_server_stop(srv);

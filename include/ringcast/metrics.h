@@ -16,6 +16,8 @@
     X(counter, connections_accepted_total, "TCP connections accepted")                                      \
     X(counter, ws_upgrades_total, "WebSocket handshakes completed")                                         \
     X(counter, http_requests_total, "HTTP requests answered (including errors)")                            \
+    X(counter, publish_denied_total, "publish requests refused before reading the body: origin, token, loopback-only or Content-Type (401/403/415)") \
+    X(counter, subscribe_denied_total, "subscribe messages refused by policy: private topics, the firehose")  \
     X(counter, messages_published_total, "messages accepted for publishing (HTTP, demo, test endpoint)")   \
     X(counter, frames_built_total, "broadcast frames built (one per topic per batch window)")              \
     X(counter, deliveries_total, "messages queued to subscribers (a frame of k messages to one socket is k)") \

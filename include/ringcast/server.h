@@ -27,10 +27,11 @@ int rc_server_start(struct rc_server *srv);
  * Safe to call more than once. */
 void rc_server_stop(struct rc_server *srv);
 
-/* Main thread, on SIGHUP: re-reads --tls-cert/--tls-key; new handshakes
- * use them, open connections keep theirs. Returns 0, or -EINVAL (logged;
- * the current certificate stays). */
-int rc_server_reload_tls(struct rc_server *srv);
+/* Main thread, on SIGHUP: re-reads --publish-token-file (the next publish
+ * checks against the new tokens) and --tls-cert/--tls-key (new handshakes
+ * use them, open connections keep theirs). Returns 0, or -EINVAL (logged;
+ * what failed to load stays as it was). */
+int rc_server_reload(struct rc_server *srv);
 
 /* Joins every shard thread. Returns 0 when all exited cleanly. */
 int rc_server_wait(struct rc_server *srv);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "shard.h"
+#include "ringcast/auth.h"
 #include "ringcast/pmd.h"
 #include "ringcast/proto.h"
 #include "ringcast/util.h"
@@ -153,6 +154,10 @@ static void conn_free(struct rc_shard *s, struct rc_conn *c) {
         s->wsconns[c->ws_pos] = last;
         last->ws_pos = c->ws_pos;
         RC_METRIC_SUB(&s->metrics, ws_connections, 1);
+    }
+    if (s->claims && s->claims[c->idx]) {
+        rc_claims_free(s->claims[c->idx]);
+        s->claims[c->idx] = NULL;
     }
     RC_METRIC_SUB(&s->metrics, connections, 1);
     RC_METRIC_SUB(&s->metrics, queued_bytes, c->sq.bytes);
@@ -645,6 +650,22 @@ static void ws_client_message(struct rc_shard *s, struct rc_conn *c, uint8_t opc
         reply_error(s, c, "subscribe_all is not available with --redis-sharded: Redis sharded pub/sub has no "
                           "patterns; subscribe to topics by name");
         goto out;
+    }
+    if (cmd.type == RC_CMD_SUBSCRIBE || cmd.type == RC_CMD_SUBSCRIBE_ALL) { /* all or nothing */
+        const struct rc_claims *claims = s->claims ? s->claims[c->idx] : NULL;
+        size_t n = cmd.type == RC_CMD_SUBSCRIBE_ALL ? 1 : cmd.ntopics;
+        for (size_t i = 0; i < n; i++) {
+            const char *name = cmd.type == RC_CMD_SUBSCRIBE_ALL ? "*" : cmd.topics[i].name;
+            size_t len = cmd.type == RC_CMD_SUBSCRIBE_ALL ? 1 : cmd.topics[i].len;
+            const char *why = rc_trust_subscribe(s, claims, name, len);
+            if (why) {
+                snprintf(err, sizeof err, "not authorized to subscribe to %.*s: %s (nothing was subscribed)",
+                         (int)RC_MIN(len, (size_t)80), name, why);
+                RC_METRIC_ADD(&s->metrics, subscribe_denied_total, 1);
+                reply_error(s, c, err);
+                goto out;
+            }
+        }
     }
     switch (cmd.type) {
     case RC_CMD_SUBSCRIBE: {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "shard.h"
+#include "ringcast/auth.h"
 #include "ringcast/message.h"
 #include "ringcast/pmd.h"
 #include "ringcast/publish.h"
@@ -86,6 +87,14 @@ static void ws_upgrade(struct rc_shard *s, struct rc_conn *c, const struct rc_ht
     }
     struct rc_ws_handshake hs;
     int r = rc_ws_handshake_check(req, &hs);
+    struct rc_claims *claims = NULL;
+    char why[200];
+    int denied = r < 0 ? 0 : rc_trust_upgrade(s, req, &claims, why, sizeof why);
+    if (denied) {
+        rc_http_respond_error(s, c, denied, why, denied == 401 ? "WWW-Authenticate: Bearer realm=\"ringcast\"\r\n" : NULL,
+                              false);
+        return;
+    }
     if (r < 0) {
         int status = -r;
         const char *extra = NULL, *msg = "bad WebSocket handshake";
@@ -118,6 +127,7 @@ static void ws_upgrade(struct rc_shard *s, struct rc_conn *c, const struct rc_ht
                      accept, deflate ? "Sec-WebSocket-Extensions: " : "", deflate ? ext : "", deflate ? "\r\n" : "");
     struct rc_buf *b = rc_buf_new((size_t)n);
     if (!b) {
+        rc_claims_free(claims);
         rc_conn_abort(s, c);
         return;
     }
@@ -126,9 +136,11 @@ static void ws_upgrade(struct rc_shard *s, struct rc_conn *c, const struct rc_ht
     int ret = rc_conn_queue(s, c, b);
     rc_buf_unref(b);
     if (ret < 0) {
+        rc_claims_free(claims);
         rc_conn_abort(s, c);
         return;
     }
+    if (claims) s->claims[c->idx] = claims; /* freed with the connection */
     if (endpoint == RC_EP_WS) {
         if (s->nws == s->wscap) {
             uint32_t cap = s->wscap ? s->wscap * 2 : 256;
@@ -349,9 +361,20 @@ static bool refuse_while_draining(struct rc_shard *s, struct rc_conn *c) {
     return true;
 }
 
+/* Whether this publish may go on; if not, answered (401/403/415). */
+static bool publish_allowed(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req, size_t body_len) {
+    const char *why = NULL;
+    int status = rc_trust_publish(s, c, req, body_len, &why);
+    if (!status) return true;
+    RC_METRIC_ADD(&s->metrics, publish_denied_total, 1);
+    rc_http_respond_error(s, c, status, why, status == 401 ? "WWW-Authenticate: Bearer realm=\"ringcast\"\r\n" : NULL,
+                          req->keep_alive);
+    return false;
+}
+
 static void route_publish(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                           const uint8_t *body, size_t body_len) {
-    if (refuse_while_draining(s, c)) return;
+    if (!publish_allowed(s, c, req, body_len) || refuse_while_draining(s, c)) return;
     char err[200];
     struct publish_batch x = {.s = s, .err = err, .errcap = sizeof err};
     ssize_t n = rc_publish_parse((const char *)body, body_len, RC_PUBLISH_MAX_ITEMS, collect_item, &x, err, sizeof err);
@@ -382,7 +405,7 @@ out:
 static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                           const uint8_t *body, size_t body_len) {
     char when[32];
-    if (refuse_while_draining(s, c)) return;
+    if (!publish_allowed(s, c, req, body_len) || refuse_while_draining(s, c)) return;
     rc_iso8601_now(when);
     const char *message = "test";
     cJSON *root = NULL;
@@ -470,17 +493,25 @@ static bool is_get(const struct rc_http_request *req) {
     return rc_http_slice_eq(req->method, req->method_len, "GET");
 }
 
+/*
+ * Two listeners, two audiences. The client port (--listen, --tls-listen)
+ * serves what clients and publishers need: the WebSocket paths, publish,
+ * and /healthz (/health for seed 003). The admin port (--admin-listen)
+ * serves the operator: /metrics, the probes, the dashboard, publish; no
+ * WebSocket upgrades (it is not counted against --max-conns).
+ */
 void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                    const uint8_t *body, size_t body_len) {
     const char *path = req->path;
     size_t plen = req->path_len;
+    bool admin = c->flags & RC_CF_ADMIN;
 
     RC_METRIC_ADD(&s->metrics, http_requests_total, 1);
-    if (rc_http_slice_eq(path, plen, "/ws")) {
+    if (!admin && rc_http_slice_eq(path, plen, "/ws")) {
         ws_upgrade(s, c, req, RC_EP_WS);
         return;
     }
-    if (s->cfg->echo && rc_http_slice_eq(path, plen, "/echo")) {
+    if (!admin && s->cfg->echo && rc_http_slice_eq(path, plen, "/echo")) {
         ws_upgrade(s, c, req, RC_EP_ECHO);
         return;
     }
@@ -494,20 +525,23 @@ void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_r
         route_ws_test(s, c, req, body, body_len);
         return;
     }
+    if (rc_http_slice_eq(path, plen, "/healthz") || rc_http_slice_eq(path, plen, "/health")) {
+        if (!is_get(req)) goto not_allowed;
+        respond_json(s, c, 200, "{\"status\":\"ok\"}", req);
+        return;
+    }
+    if (!admin) goto not_found;
     if (rc_http_slice_eq(path, plen, "/")) {
         if (!is_get(req)) goto not_allowed;
+        if (rc_trust_admin(s, req)) goto unauthorized;
         rc_http_respond(s, c, 200, "text/html; charset=utf-8", "Cache-Control: no-cache\r\n", rc_dashboard_html,
                         rc_dashboard_html_len, req->keep_alive);
         return;
     }
     if (rc_http_slice_eq(path, plen, "/metrics")) {
         if (!is_get(req)) goto not_allowed;
+        if (rc_trust_admin(s, req)) goto unauthorized;
         route_metrics(s, c, req);
-        return;
-    }
-    if (rc_http_slice_eq(path, plen, "/healthz")) {
-        if (!is_get(req)) goto not_allowed;
-        respond_json(s, c, 200, "{\"status\":\"ok\"}", req);
         return;
     }
     if (rc_http_slice_eq(path, plen, "/readyz")) {
@@ -520,14 +554,18 @@ void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_r
             char out[96];
             snprintf(out, sizeof out, "{\"ready\":false,\"reason\":\"%s\"}", why[h & 3]);
             respond_json(s, c, 503, out, req);
-        }
-        else
+        } else
             respond_json(s, c, 200, "{\"ready\":true}", req);
         return;
     }
+not_found:
     rc_http_respond_error(s, c, 404, "not found", NULL, req->keep_alive);
     return;
 
+unauthorized:
+    rc_http_respond_error(s, c, 401, "this endpoint needs the admin token (Authorization: Bearer TOKEN, X-API-Key or ?token=)",
+                          "WWW-Authenticate: Bearer realm=\"ringcast admin\"\r\n", req->keep_alive);
+    return;
 not_allowed:
     rc_http_respond_error(s, c, 405, "method not allowed", "Allow: GET\r\n", req->keep_alive);
     return;

@@ -1014,6 +1014,12 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
             return NULL;
         }
     }
+    char terr[400];
+    if (rc_trust_init(srv, terr, sizeof terr) < 0) {
+        RC_ERROR("%s", terr);
+        rc_server_destroy(srv);
+        return NULL;
+    }
     /* Each shard's metrics block sits on its own cache line (other shards
      * read it for /metrics): the array needs that alignment too. */
     srv->shards = aligned_alloc(_Alignof(struct rc_shard), srv->nshards * sizeof *srv->shards);
@@ -1041,7 +1047,9 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         s->conns = calloc(per_shard, sizeof *s->conns);
         s->gens = calloc(per_shard, sizeof *s->gens);
         s->free_slots = malloc(per_shard * sizeof *s->free_slots);
-        if (!s->conns || !s->gens || !s->free_slots) {
+        s->claims = cfg->jwt_secret ? calloc(per_shard, sizeof *s->claims) : NULL;
+        s->pubwaits_free = UINT32_MAX;
+        if (!s->conns || !s->gens || !s->free_slots || (cfg->jwt_secret && !s->claims)) {
             rc_server_destroy(srv);
             return NULL;
         }
@@ -1132,11 +1140,12 @@ int rc_server_start(struct rc_server *srv) {
     return 0;
 }
 
-int rc_server_reload_tls(struct rc_server *srv) {
+int rc_server_reload(struct rc_server *srv) {
+    int ret = rc_trust_reload(srv);
     const struct rc_config *cfg = &srv->cfg;
     if (!cfg->tls_listen_addr_len) {
-        RC_INFO("SIGHUP: no --tls-listen, nothing to reload");
-        return 0;
+        if (!cfg->publish_token_file) RC_INFO("SIGHUP: no --tls-listen or --publish-token-file, nothing to reload");
+        return ret;
     }
     char err[400];
     struct WOLFSSL_CTX *ctx = rc_tls_ctx_load(cfg->tls_cert, cfg->tls_key, err, sizeof err);
@@ -1199,6 +1208,7 @@ void rc_server_destroy(struct rc_server *srv) {
         free(s->conns);
         free(s->gens);
         free(s->free_slots);
+        free(s->claims); /* each connection freed its own */
     }
     /* Views and topic tables last: the inboxes above may have held the
      * last references of frames whose views live in another shard's pool. */
@@ -1207,6 +1217,7 @@ void rc_server_destroy(struct rc_server *srv) {
         rc_topic_table_destroy(&srv->shards[i].topics);
     }
     rc_redis_destroy(srv->redis);
+    rc_trust_free(srv);
     if (srv->tls_ctx) {
         rc_tls_ctx_release(srv->tls_ctx);
         rc_tls_global_cleanup();

@@ -171,6 +171,7 @@ struct rc_shard {
     struct __kernel_timespec tick;
 
     struct rc_conn **conns; /* slot table, max_conns_per_shard entries */
+    struct rc_claims **claims; /* by slot: a WebSocket client's verified token (--jwt-secret only, else NULL) */
     uint32_t *gens;         /* generation per slot, survives the conn */
     uint32_t *free_slots;   /* stack of free slot indices */
     uint32_t nfree;
@@ -252,7 +253,32 @@ struct rc_server {
     atomic_uint refused_unlogged;       /* refusals since the last log line */
     atomic_uint_fast64_t refused_log_ms; /* when that line was written */
     struct WOLFSSL_CTX *tls_ctx; /* main thread's reference to the current TLS context */
+    struct rc_trust *trust;      /* trust.c: tokens, origins, topic policy */
 };
+
+/* trust.c: who may do what (see the top of that file). Each check returns
+ * 0 when allowed, else the HTTP status to answer with and why. */
+struct rc_http_request;
+struct rc_claims;
+int rc_trust_init(struct rc_server *srv, char *err, size_t errcap); /* main thread, at start */
+int rc_trust_reload(struct rc_server *srv);                          /* main thread, SIGHUP */
+void rc_trust_free(struct rc_server *srv);
+/* A publish (POST /api/v1/publish, /ws/test): 403 for a disallowed Origin
+ * or a non-loopback peer without tokens configured, 401 for a missing or
+ * wrong token, 415 for a body that is not application/json. */
+int rc_trust_publish(const struct rc_shard *s, const struct rc_conn *c, const struct rc_http_request *req,
+                     size_t body_len, const char **why);
+/* An operator endpoint: 401 without the --admin-token (when one is set). */
+int rc_trust_admin(const struct rc_shard *s, const struct rc_http_request *req);
+/* A WebSocket upgrade: 403 for a disallowed Origin, 401 for a presented
+ * token that does not verify; *claims gets a verified token's claims (the
+ * caller owns them) or NULL. */
+int rc_trust_upgrade(const struct rc_shard *s, const struct rc_http_request *req, struct rc_claims **claims,
+                     char *why, size_t whycap);
+/* A subscription to topic (firehose "*" included) by a connection holding
+ * claims (maybe NULL): NULL when allowed, else the reason for the client. */
+const char *rc_trust_subscribe(const struct rc_shard *s, const struct rc_claims *claims, const char *topic,
+                               size_t len);
 
 /* redis_link.c: the Redis link (see the top of that file). Main thread:
  * create/destroy; everything else on shard 0. */
