@@ -651,7 +651,8 @@ static void ws_client_message(struct rc_shard *s, struct rc_conn *c, uint8_t opc
                           "patterns; subscribe to topics by name");
         goto out;
     }
-    if (cmd.type == RC_CMD_SUBSCRIBE || cmd.type == RC_CMD_SUBSCRIBE_ALL) { /* all or nothing */
+    /* All or nothing; the operator's dashboard (admin listener) sees everything. */
+    if ((cmd.type == RC_CMD_SUBSCRIBE || cmd.type == RC_CMD_SUBSCRIBE_ALL) && !(c->flags & RC_CF_ADMIN)) {
         const struct rc_claims *claims = s->claims ? s->claims[c->idx] : NULL;
         size_t n = cmd.type == RC_CMD_SUBSCRIBE_ALL ? 1 : cmd.ntopics;
         for (size_t i = 0; i < n; i++) {

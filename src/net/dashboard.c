@@ -1,6 +1,8 @@
 /*
- * dashboard.c — the page GET / serves: a live view of every topic (it
- * subscribes to the firehose on /ws) and the /metrics counters. Plain
+ * dashboard.c — the page GET / of the admin listener serves: a live view
+ * of every topic (it subscribes to the firehose on that listener's /ws)
+ * and the /metrics counters; with --admin-token, opened as /?token=T,
+ * which it passes on. Plain
  * HTML and JavaScript, no external resources; data is only ever set as
  * text (never as HTML), so published payloads cannot inject markup.
  * Read-only after start-up; any thread.
@@ -31,6 +33,8 @@ const char rc_dashboard_html[] =
     "<script>\n"
     "\"use strict\";\n"
     "const rows = new Map(), counts = new Map();\n"
+    "const token = new URLSearchParams(location.search).get(\"token\");\n"
+    "const q = token ? \"?token=\" + encodeURIComponent(token) : \"\";\n"
     "const tbody = document.getElementById(\"rows\"), status = document.getElementById(\"status\");\n"
     "function cell(tr, i, v) { tr.children[i].textContent = v; }\n"
     "function show(msg) {\n"
@@ -54,7 +58,7 @@ const char rc_dashboard_html[] =
     "  counts.set(topic, (counts.get(topic) || 0) + 1);\n"
     "}\n"
     "function connect() {\n"
-    "  const ws = new WebSocket((location.protocol === \"https:\" ? \"wss://\" : \"ws://\") + location.host + \"/ws\");\n"
+    "  const ws = new WebSocket((location.protocol === \"https:\" ? \"wss://\" : \"ws://\") + location.host + \"/ws\" + q);\n"
     "  ws.onopen = () => { status.textContent = \"connected: subscribed to every topic\"; ws.send(JSON.stringify({type: \"subscribe_all\"})); };\n"
     "  ws.onmessage = (e) => {\n"
     "    let msg;\n"
@@ -70,7 +74,7 @@ const char rc_dashboard_html[] =
     "}, 1000);\n"
     "async function metrics() {\n"
     "  try {\n"
-    "    const text = await (await fetch(\"/metrics\")).text();\n"
+    "    const text = await (await fetch(\"/metrics\" + q)).text();\n"
     "    document.getElementById(\"metrics\").textContent = text.split(\"\\n\")\n"
     "      .filter(l => l && !l.startsWith(\"#\")).join(\"\\n\");\n"
     "  } catch (_) {}\n"

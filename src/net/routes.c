@@ -89,7 +89,9 @@ static void ws_upgrade(struct rc_shard *s, struct rc_conn *c, const struct rc_ht
     int r = rc_ws_handshake_check(req, &hs);
     struct rc_claims *claims = NULL;
     char why[200];
-    int denied = r < 0 ? 0 : rc_trust_upgrade(s, req, &claims, why, sizeof why);
+    int denied = r < 0                         ? 0
+                 : (c->flags & RC_CF_ADMIN) ? rc_trust_admin_upgrade(s, req, why, sizeof why)
+                                            : rc_trust_upgrade(s, req, &claims, why, sizeof why);
     if (denied) {
         rc_http_respond_error(s, c, denied, why, denied == 401 ? "WWW-Authenticate: Bearer realm=\"ringcast\"\r\n" : NULL,
                               false);
@@ -497,8 +499,8 @@ static bool is_get(const struct rc_http_request *req) {
  * Two listeners, two audiences. The client port (--listen, --tls-listen)
  * serves what clients and publishers need: the WebSocket paths, publish,
  * and /healthz (/health for seed 003). The admin port (--admin-listen)
- * serves the operator: /metrics, the probes, the dashboard, publish; no
- * WebSocket upgrades (it is not counted against --max-conns).
+ * serves the operator: /metrics, the probes, the dashboard and its /ws
+ * (same-origin, --admin-token, subscriptions unrestricted), publish.
  */
 void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                    const uint8_t *body, size_t body_len) {
@@ -507,7 +509,7 @@ void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_r
     bool admin = c->flags & RC_CF_ADMIN;
 
     RC_METRIC_ADD(&s->metrics, http_requests_total, 1);
-    if (!admin && rc_http_slice_eq(path, plen, "/ws")) {
+    if (rc_http_slice_eq(path, plen, "/ws")) { /* on the admin port: the dashboard's live view */
         ws_upgrade(s, c, req, RC_EP_WS);
         return;
     }

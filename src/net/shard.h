@@ -275,6 +275,9 @@ int rc_trust_admin(const struct rc_shard *s, const struct rc_http_request *req);
  * caller owns them) or NULL. */
 int rc_trust_upgrade(const struct rc_shard *s, const struct rc_http_request *req, struct rc_claims **claims,
                      char *why, size_t whycap);
+/* A WebSocket upgrade on the admin listener (the dashboard's live view):
+ * 401 without the admin token, 403 from a page of another origin. */
+int rc_trust_admin_upgrade(const struct rc_shard *s, const struct rc_http_request *req, char *why, size_t whycap);
 /* A subscription to topic (firehose "*" included) by a connection holding
  * claims (maybe NULL): NULL when allowed, else the reason for the client. */
 const char *rc_trust_subscribe(const struct rc_shard *s, const struct rc_claims *claims, const char *topic,

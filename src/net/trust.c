@@ -289,6 +289,27 @@ int rc_trust_admin(const struct rc_shard *s, const struct rc_http_request *req) 
     return tok && rc_token_set_match(t->admin, tok, len) ? 0 : 401;
 }
 
+int rc_trust_admin_upgrade(const struct rc_shard *s, const struct rc_http_request *req, char *why, size_t whycap) {
+    if (rc_trust_admin(s, req)) {
+        snprintf(why, whycap, "the admin listener's /ws needs the admin token (?token=)");
+        return 401;
+    }
+    /* Same origin only: no other page the operator's browser has open may
+     * read the unrestricted stream of 127.0.0.1:9090. */
+    const struct rc_http_header *host = rc_http_find_header(req, "host");
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct rc_http_header *h = &req->headers[i];
+        if (h->name_len != 6 || strncasecmp(h->name, "origin", 6)) continue;
+        const char *v = h->value;
+        size_t n = h->value_len, skip = n > 7 && !strncasecmp(v, "http://", 7) ? 7 : n > 8 && !strncasecmp(v, "https://", 8) ? 8 : 0;
+        if (!skip || !host || n - skip != host->value_len || strncasecmp(v + skip, host->value, host->value_len)) {
+            snprintf(why, whycap, "origin not allowed: the admin listener's /ws is for its own dashboard");
+            return 403;
+        }
+    }
+    return 0;
+}
+
 int rc_trust_upgrade(const struct rc_shard *s, const struct rc_http_request *req, struct rc_claims **claims,
                      char *why, size_t whycap) {
     const struct rc_trust *t = s->srv->trust;
