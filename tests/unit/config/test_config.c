@@ -124,5 +124,43 @@ int main(void) {
     CHECK_EQ(ntohs(((struct sockaddr_in *)&cfg.listen_addr)->sin_port), 8080);
     CHECK(!strcmp(cfg.tls_listen_text, "127.0.0.1:8443"));
     CHECK_EQ(cfg.tls_handshake_timeout_ms, 10000u);
+
+    /* Trust: lists add up on the command line and replace the environment's */
+    unsetenv("JWT_SECRET");
+    unsetenv("RINGCAST_JWT_SECRET");
+    const char *k0[] = {"ringcast"};
+    CHECK_EQ(parse(&cfg, 1, k0), 0);
+    CHECK(cfg.publish_token == NULL && !cfg.publish_open && cfg.firehose == RC_FIREHOSE_ALLOW);
+    CHECK_EQ(cfg.redis_timeout_ms, 2000u);
+    setenv("RINGCAST_PUBLISH_TOKEN", "env1,env2", 1);
+    CHECK_EQ(parse(&cfg, 1, k0), 0);
+    CHECK(!strcmp(cfg.publish_token, "env1,env2"));
+    const char *k1[] = {"ringcast", "--publish-token", "a", "--publish-token=b", "--admin-token", "x"};
+    CHECK_EQ(parse(&cfg, 6, k1), 0);
+    CHECK(!strcmp(cfg.publish_token, "a,b")); /* the environment's went */
+    CHECK(!strcmp(cfg.admin_token, "x"));
+    unsetenv("RINGCAST_PUBLISH_TOKEN");
+    const char *k2[] = {"ringcast", "--firehose", "deny", "--redis-timeout-ms", "500", "--publish-open"};
+    CHECK_EQ(parse(&cfg, 6, k2), 0);
+    CHECK_EQ(cfg.firehose, RC_FIREHOSE_DENY);
+    CHECK_EQ(cfg.redis_timeout_ms, 500u);
+    CHECK(cfg.publish_open);
+    const char *k3[] = {"ringcast", "--firehose", "maybe"};
+    CHECK_EQ(parse(&cfg, 3, k3), -EINVAL);
+    const char *k4[] = {"ringcast", "--private-topics", "orders:*"}; /* nothing could open them */
+    CHECK_EQ(parse(&cfg, 3, k4), -EINVAL);
+    const char *k5[] = {"ringcast", "--firehose", "token"};
+    CHECK_EQ(parse(&cfg, 3, k5), -EINVAL);
+    setenv("JWT_SECRET", "seed-003-secret", 1); /* the seed's name */
+    CHECK_EQ(parse(&cfg, 3, k4), 0);
+    CHECK(!strcmp(cfg.jwt_secret, "seed-003-secret"));
+    CHECK(!strcmp(cfg.private_topics, "orders:*"));
+    const char *k6[] = {"ringcast", "--firehose", "token", "--jwt-secret", "flag-wins"};
+    CHECK_EQ(parse(&cfg, 5, k6), 0);
+    CHECK(!strcmp(cfg.jwt_secret, "flag-wins"));
+    CHECK_EQ(cfg.firehose, RC_FIREHOSE_TOKEN);
+    unsetenv("JWT_SECRET");
+    const char *k7[] = {"ringcast", "--redis-timeout-ms", "50"};
+    CHECK_EQ(parse(&cfg, 3, k7), -EINVAL);
     RC_TEST_MAIN_END("config");
 }
