@@ -1194,6 +1194,7 @@ int rc_server_wait(struct rc_server *srv) {
 
 void rc_server_destroy(struct rc_server *srv) {
     if (!srv) return;
+    if (!srv->shards) srv->nshards = 0; /* a start that failed before the shards existed */
     for (unsigned i = 0; i < srv->nshards; i++) {
         struct rc_shard *s = &srv->shards[i];
         if (s->wake_fd >= 0) {
