@@ -21,7 +21,9 @@
  *                1 /ws: after the 101, a 1,000-byte text frame, payload one byte at a time;
  *                2 /echo: the same, binary.
  *   pipeline   never reads; writes pipelined requests as fast as the socket
- *              takes them: 0 GET /healthz, 1 GET /metrics, 2 both alternating.
+ *              takes them: 0 GET /healthz, 1 GET /metrics, 2 both alternating
+ *              (to --port, the client port, where a hostile client is: since
+ *              /metrics moved to the admin listener it is answered 404 there).
  *   partial    after the 101, a message announced large and left unfinished:
  *                0 /echo: one binary frame announcing L bytes (uniform in
  *                  --partial-min..--partial-max), L−1 of them sent;

@@ -230,10 +230,10 @@ class Sampler(threading.Thread):
         self.metrics_thread = threading.Thread(target=self.scrape_loop, daemon=True)
 
     def metrics(self):
-        m = bf.scrape_metrics(self.admin_port, timeout=5.0) if self.admin_port else {}
-        if not m:
-            m = bf.scrape_metrics(self.port, timeout=5.0)
-        return m
+        if self.admin_port:
+            return bf.scrape_metrics(self.admin_port, timeout=5.0)
+        # a binary without --admin-listen (older than the admin listener) serves it on the client port
+        return bf.scrape_metrics(self.port, timeout=5.0)
 
     def scrape_loop(self):
         while not self.stop_ev.is_set():

@@ -6,13 +6,14 @@ Rows, in one run on the same machine (one server per row):
   off   ringcast --deflate=off,  loadgen without --deflate (nobody compresses)
   on    ringcast --deflate=on,   loadgen --deflate (every subscriber negotiates)
   half  ringcast --deflate=on,   loadgen --deflate-every 2 (every other subscriber)
-each with  --listen 127.0.0.1:<free port> --shards 2 --demo --demo-topics 1
-           --demo-size 1024 --demo-rate R --batch-ms 0
+each with  --listen 127.0.0.1:<free port> --admin-listen 127.0.0.1:<free port>
+           --shards 2 --demo --demo-topics 1 --demo-size 1024 --demo-rate R --batch-ms 0
 and        perf/build/loadgen --conns N --topics demo:BTC --warmup 3 --duration 10 [--deflate…]
 measured like perf/bench_fanout.py (whose machinery this imports): server CPU
 from /proc/PID/stat and the machine's busy time from /proc/stat at loadgen's
-WINDOW START / WINDOW END, plus the server's /metrics counters at the same two
-instants. One markdown table, everything in perf/results/deflate-fanout-<timestamp>.json.
+WINDOW START / WINDOW END, plus the server's /metrics counters (from its admin
+listener) at the same two instants. One markdown table, everything in
+perf/results/deflate-fanout-<timestamp>.json.
 
   wire bytes/delivery     bytes the subscribers read from their sockets in the
                           window (frame headers included) ÷ deliveries
@@ -50,8 +51,12 @@ METRICS = ["ringcast_compressions_total", "ringcast_frames_deflated_total", "rin
 
 def run_mode(a, mode, stamp):
     server_deflate, lg_flags, label = MODES[mode]
-    port = bf.free_port()
-    cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--shards", str(a.shards), "--demo",
+    port, admin_port = bf.free_port(), bf.free_port()
+    while admin_port == port:
+        admin_port = bf.free_port()
+    # /metrics is read from the admin listener
+    cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
+           "--shards", str(a.shards), "--demo",
            "--demo-topics", "1", "--demo-size", str(a.size), "--demo-rate", f"{a.rate:g}",
            "--batch-ms", str(a.batch_ms), f"--deflate={server_deflate}"]
     if a.level is not None:
@@ -61,7 +66,7 @@ def run_mode(a, mode, stamp):
     lg_json = bf.RESULTS / f"deflate-fanout-{stamp}-loadgen-{mode}.json"
     lg_cmd = bf.loadgen_cmd(a, port, lg_json, lg_flags + a.loadgen_arg)
     run = bf.measure(a, cmd, port, bf.RESULTS / f"deflate-fanout-{stamp}-server-{mode}.log", lg_cmd, lg_json,
-                     metrics=METRICS)
+                     metrics=METRICS, admin_port=admin_port)
     lg = run["loadgen"]
     d = lg["deliveries"]
     m = run["metrics_per_s"]

@@ -182,7 +182,8 @@ class Server:
 
 
 def scrape_metrics(port, timeout=2.0):
-    """The server's /metrics as {name: value} (unlabelled samples only); {} if it does not answer."""
+    """The server's /metrics as {name: value} (unlabelled samples only); {} if it does not answer.
+    port: ringcast's admin listener (--admin-listen): the client port does not serve /metrics."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
@@ -210,12 +211,15 @@ def loadgen_cmd(a, port, json_path, extra=()):
             "--json", str(json_path), *extra]
 
 
-def measure(a, server_cmd, port, server_log, lg_cmd, lg_json, metrics=()):
+def measure(a, server_cmd, port, server_log, lg_cmd, lg_json, metrics=(), admin_port=None):
     """One measured run: starts the server (already given --listen 127.0.0.1:port),
     runs loadgen, samples the server's CPU time, the machine's busy time and the
-    named /metrics counters at loadgen's WINDOW START / WINDOW END, its RSS at
-    the end, then SIGTERMs it. Returns the figures every benchmark reports;
-    raises RuntimeError when there is no measured window."""
+    named /metrics counters (from admin_port: the server must have been given
+    --admin-listen 127.0.0.1:admin_port) at loadgen's WINDOW START / WINDOW END,
+    its RSS at the end, then SIGTERMs it. Returns the figures every benchmark
+    reports; raises RuntimeError when there is no measured window."""
+    if metrics and not admin_port:
+        raise ValueError("measure(metrics=...) needs admin_port: /metrics is served on the admin listener only")
     log(" ".join(server_cmd))
     server = Server(server_cmd, server_log)
     try:
@@ -236,7 +240,7 @@ def measure(a, server_cmd, port, server_log, lg_cmd, lg_json, metrics=()):
                     if k == "1":
                         sample["rss_kb"], sample["hwm_kb"] = proc_rss_kb(server.proc.pid)
                     if metrics:  # after the CPU sample: the scrape is not counted in the window
-                        sample["metrics" + k] = scrape_metrics(port)
+                        sample["metrics" + k] = scrape_metrics(admin_port)
                 print(f"  {line}", file=sys.stderr, flush=True)
             rc = lg.wait()
         finally:

@@ -5,8 +5,8 @@ one node takes in from Redis, and Redis PUBLISH → WebSocket client latency at
 
 One run starts its own redis-server (the Debian one: 127.0.0.1, a free port,
 --save '' --appendonly no) and then, one server per row,
-  ringcast --listen 127.0.0.1:<free port> --shards 2 --batch-ms 0
-           --redis redis://127.0.0.1:<redis port>
+  ringcast --listen 127.0.0.1:<free port> --admin-listen 127.0.0.1:<free port>
+           --shards 2 --batch-ms 0 --redis redis://127.0.0.1:<redis port>
   perf/build/loadgen --conns N --topics bench:redis --warmup 3 --duration 10
   perf/build/redis_pub --topic bench:redis --rate R     (PUBLISH ringcast:bench:redis …)
 The publisher (perf/redis_pub.c, raw RESP) starts once ringcast has
@@ -33,7 +33,7 @@ client latency. Rows (--rate-list, default max,100,10):
 Measured like perf/bench_fanout.py (whose helpers this imports), between
 loadgen's WINDOW START and WINDOW END: ringcast's, redis-server's and the
 publisher's CPU from /proc/PID/stat, the machine's busy and softirq time from
-/proc/stat, ringcast's /metrics (ringcast_redis_messages_total → ingested
+/proc/stat, ringcast's /metrics on its admin listener (ringcast_redis_messages_total → ingested
 msgs/s) and Redis's INFO commandstats (PUBLISH calls → PUBLISH/s).
 server CPU-ns/msg = ringcast CPU ÷ messages ingested from Redis;
 server CPU-ns/delivery = ringcast CPU ÷ messages the clients received.
@@ -183,7 +183,7 @@ def http_status(port, path, timeout=1.0):
 
 
 def wait_ready(server, port, timeout=10):
-    """Waits for /readyz 200: ringcast has its Redis connection."""
+    """Waits for /readyz 200 on port (the admin listener): ringcast has its Redis connection."""
     deadline = time.monotonic() + timeout
     status, body = None, ""
     while time.monotonic() < deadline:
@@ -243,8 +243,9 @@ def cpu_or_none(pid):
         return None
 
 
-def measure(a, redis, rate, conns, server_cmd, port, server_log, lg_cmd, lg_json):
-    """One row: server + loadgen + publisher; samples at loadgen's window edges."""
+def measure(a, redis, rate, conns, server_cmd, port, admin_port, server_log, lg_cmd, lg_json):
+    """One row: server + loadgen + publisher; samples at loadgen's window edges
+    (/readyz and /metrics from admin_port, the server's --admin-listen)."""
     bf.log(" ".join(server_cmd))
     server = bf.Server(server_cmd, server_log)
     holder, stop = {}, threading.Event()
@@ -252,7 +253,8 @@ def measure(a, redis, rate, conns, server_cmd, port, server_log, lg_cmd, lg_json
     sample = {}
     try:
         server.wait_listening(port)
-        wait_ready(server, port)
+        server.wait_listening(admin_port)
+        wait_ready(server, admin_port)
         bf.log(" ".join(lg_cmd))
         lg = subprocess.Popen(lg_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1)
         starter = threading.Thread(target=start_publisher_when_subscribed,
@@ -274,7 +276,7 @@ def measure(a, redis, rate, conns, server_cmd, port, server_log, lg_cmd, lg_json
                     if k == "1":
                         sample["rss_kb"], sample["hwm_kb"] = bf.proc_rss_kb(server.proc.pid)
                     # after the CPU samples: these queries are not counted in the window
-                    sample["metrics" + k] = bf.scrape_metrics(port)
+                    sample["metrics" + k] = bf.scrape_metrics(admin_port)
                     sample["publish_calls" + k] = publish_calls(redis.port)
                     if k == "1":
                         sample["pubsub_clients"] = pubsub_clients(redis.port)
@@ -362,8 +364,11 @@ def measure(a, redis, rate, conns, server_cmd, port, server_log, lg_cmd, lg_json
 def run_row(a, redis, rate, stamp):
     conns = a.ingest_conns if rate == "max" else a.conns
     tag = "max" if rate == "max" else f"{rate:g}"
-    port = bf.free_port()
-    cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--shards", str(a.shards), "--batch-ms", str(a.batch_ms),
+    port, admin_port = bf.free_port(), bf.free_port()
+    while admin_port == port:
+        admin_port = bf.free_port()
+    cmd = [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
+           "--shards", str(a.shards), "--batch-ms", str(a.batch_ms),
            "--redis", f"redis://127.0.0.1:{redis.port}"]
     if rate == "max" and a.ingest_queue_bytes not in ("", "0"):
         cmd.append(f"--max-queue-bytes={a.ingest_queue_bytes}")
@@ -373,7 +378,8 @@ def run_row(a, redis, rate, stamp):
     extra = ["--src-addrs", a.src_addrs] if a.src_addrs else []
     lg_cmd = bf.loadgen_cmd(ns, port, lg_json, extra + a.loadgen_arg)
     bf.log(f"rate {tag}: {conns} subscribers")
-    return measure(a, redis, rate, conns, cmd, port, bf.RESULTS / f"redis-{stamp}-server-{tag}.log", lg_cmd, lg_json)
+    return measure(a, redis, rate, conns, cmd, port, admin_port, bf.RESULTS / f"redis-{stamp}-server-{tag}.log", lg_cmd,
+                   lg_json)
 
 
 def problems_of(r, a):

@@ -15,7 +15,7 @@ ECDSA TLS listener too, unused):
   ecdsa   wss:// on --tls-listen, ECDSA P-256 leaf
   rsa     wss:// on --tls-listen, RSA-2048 leaf
 
-  ringcast --listen 127.0.0.1:P --tls-listen 127.0.0.1:Q --tls-cert LEAF --tls-key KEY
+  ringcast --listen 127.0.0.1:P --admin-listen 127.0.0.1:A --tls-listen 127.0.0.1:Q --tls-cert LEAF --tls-key KEY
            --shards 2 --demo --demo-topics 1 --demo-rate R --demo-size 256 --batch-ms 0
            --tls-handshake-timeout-ms 60000 --idle-timeout-s 3600
 
@@ -60,7 +60,7 @@ whether the kernel offers kernel TLS (the "tls" TCP ULP).
 One markdown table per part; everything in perf/results/tls-fanout-<timestamp>.json.
 Server counters that mean trouble (TLS handshake failures and timeouts,
 slow-consumer and idle closes, conflated messages) are scraped from /metrics
-at the end of each phase and printed when non-zero.
+(on the admin listener, A) at the end of each phase and printed when non-zero.
 """
 import argparse
 import json
@@ -133,10 +133,12 @@ def free_ports(n):
             s.close()
 
 
-def server_cmd(a, port, tls_port, cert, key):
+def server_cmd(a, port, tls_port, cert, key, admin_port):
     # --idle-timeout-s: loadgen's subscribers never write after subscribing, and
     # a TLS ramp on a busy 2-CPU machine can outlast the default 90 s.
-    return [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off", "--tls-listen", f"127.0.0.1:{tls_port}",
+    # /metrics is scraped from the admin listener (plain HTTP).
+    return [a.server_bin, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin_port}",
+            "--tls-listen", f"127.0.0.1:{tls_port}",
             "--tls-cert", str(cert), "--tls-key", str(key), "--shards", str(a.shards), "--demo",
             "--demo-topics", "1", "--demo-rate", f"{a.rate:g}", "--demo-size", str(a.size),
             "--batch-ms", str(a.batch_ms), "--tls-handshake-timeout-ms", "60000", "--idle-timeout-s", "3600",
@@ -176,11 +178,11 @@ def run_loadgen(a, server, port, cmd, json_path, conns, on_line):
     return rc, json.loads(json_path.read_text())
 
 
-def idle_phase(a, mode, server, port, lg_port, ca, stamp):
+def idle_phase(a, mode, server, admin_port, lg_port, ca, stamp):
     pid = server.proc.pid
     time.sleep(1.0)  # the server's start-up allocations settle
     rss0, _ = bf.proc_rss_kb(pid)
-    m0 = bf.scrape_metrics(port)
+    m0 = bf.scrape_metrics(admin_port)
     json_path = bf.RESULTS / f"tls-fanout-{stamp}-loadgen-{mode}-idle.json"
     cmd = lg_cmd(a, mode, ca, lg_port, a.idle_conns, "bench:idle", 1, 0.5, json_path)
     s = {"cpu0": bf.proc_cpu_ns(pid), "t0": time.monotonic(), "busy0": bf.machine_busy_ns()}
@@ -194,7 +196,7 @@ def idle_phase(a, mode, server, port, lg_port, ca, stamp):
     rc, res = run_loadgen(a, server, lg_port, cmd, json_path, a.idle_conns, on_line)
     if "cpu1" not in s or "rss1" not in s:
         raise RuntimeError("the idle run never finished its ramp")
-    m1 = bf.scrape_metrics(port)
+    m1 = bf.scrape_metrics(admin_port)
     wall = s["t1"] - s["t0"]
     cpu = s["cpu1"] - s["cpu0"]
     n = res["conns_established"]
@@ -228,7 +230,7 @@ def idle_phase(a, mode, server, port, lg_port, ca, stamp):
     }
 
 
-def fanout_phase(a, mode, server, port, lg_port, ca, stamp):
+def fanout_phase(a, mode, server, admin_port, lg_port, ca, stamp):
     pid = server.proc.pid
     json_path = bf.RESULTS / f"tls-fanout-{stamp}-loadgen-{mode}-fanout.json"
     cmd = lg_cmd(a, mode, ca, lg_port, a.conns, a.topic, a.warmup, a.duration, json_path)
@@ -240,7 +242,7 @@ def fanout_phase(a, mode, server, port, lg_port, ca, stamp):
             s["cpu" + k], s["t" + k], s["busy" + k] = bf.proc_cpu_ns(pid), time.monotonic(), bf.machine_busy_ns()
             if k == "1":
                 s["rss_kb"], s["hwm_kb"] = bf.proc_rss_kb(pid)
-            s["metrics" + k] = bf.scrape_metrics(port)  # after the CPU sample
+            s["metrics" + k] = bf.scrape_metrics(admin_port)  # after the CPU sample
 
     rc, res = run_loadgen(a, server, lg_port, cmd, json_path, a.conns, on_line)
     if "cpu1" not in s:
@@ -278,9 +280,9 @@ def fanout_phase(a, mode, server, port, lg_port, ca, stamp):
 def run_phase(a, mode, phase, certs, stamp, fn):
     """One phase against a server process of its own (so the fan-out's RSS is
     not the idle phase's high-water mark)."""
-    port, tls_port = free_ports(2)
+    port, tls_port, admin_port = free_ports(3)
     ca, leaf, key = certs["ecdsa" if mode == "plain" else mode]
-    cmd = server_cmd(a, port, tls_port, leaf, key)
+    cmd = server_cmd(a, port, tls_port, leaf, key, admin_port)
     lg_port = port if mode == "plain" else tls_port
     bf.log(f"mode {mode}, {phase}")
     bf.log(" ".join(cmd))
@@ -288,14 +290,15 @@ def run_phase(a, mode, phase, certs, stamp, fn):
     try:
         server.wait_listening(port)
         server.wait_listening(tls_port)
+        server.wait_listening(admin_port)
         # That probe was a TCP connect and close on the TLS port: the server
         # counts one failed handshake, maybe a moment later; keep it in m0.
         deadline = time.monotonic() + 2
-        while (m0 := bf.scrape_metrics(port)).get("ringcast_tls_handshake_failures_total", 0) < 1 \
+        while (m0 := bf.scrape_metrics(admin_port)).get("ringcast_tls_handshake_failures_total", 0) < 1 \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
-        res = fn(a, mode, server, port, lg_port, ca, stamp)
-        m1 = bf.scrape_metrics(port)
+        res = fn(a, mode, server, admin_port, lg_port, ca, stamp)
+        m1 = bf.scrape_metrics(admin_port)
         res["server_trouble"] = {k: m1[k] - m0.get(k, 0) for k in TROUBLE if m1.get(k, 0) - m0.get(k, 0)}
     finally:
         rc = server.stop()

@@ -193,11 +193,13 @@ class Sub:
 
 class Publisher:
     """POST /api/v1/publish over one keep-alive connection (one publisher:
-    its requests are sequential, each answered before the next is sent)."""
+    its requests are sequential, each answered before the next is sent);
+    /metrics over a second one, to the admin listener."""
 
     def __init__(self, server):
         self.server = server
         self.conn = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        self.admin = http.client.HTTPConnection(server.host, server.admin_port, timeout=30)
 
     def post(self, body, path="/api/v1/publish"):
         if not isinstance(body, (str, bytes)):
@@ -215,8 +217,8 @@ class Publisher:
         return resp["published"]
 
     def metrics(self):
-        self.conn.request("GET", "/metrics")
-        resp = self.conn.getresponse()
+        self.admin.request("GET", "/metrics")
+        resp = self.admin.getresponse()
         text = resp.read().decode()
         assert resp.status == 200
         return {l.split()[0].removeprefix("ringcast_"): int(l.split()[1])
@@ -224,13 +226,15 @@ class Publisher:
 
     def close(self):
         self.conn.close()
+        self.admin.close()
 
 
 def publish_new_connection(server, items):
     """One publish on a fresh connection (Connection: close)."""
     c = http.client.HTTPConnection(server.host, server.port, timeout=30)
     try:
-        c.request("POST", "/api/v1/publish", json.dumps(items, separators=(",", ":")), {"Connection": "close"})
+        c.request("POST", "/api/v1/publish", json.dumps(items, separators=(",", ":")),
+                  {"Connection": "close", "Content-Type": "application/json"})
         resp = c.getresponse()
         body = resp.read()
         assert resp.status == 200, body

@@ -40,8 +40,9 @@ WS_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 class Conn:
     """One client socket that can read several responses in a row."""
 
-    def __init__(self, server, timeout=5.0):
-        self.sock = socket.create_connection((server.host, server.port), timeout=timeout)
+    def __init__(self, server, timeout=5.0, port=None):
+        """port: another of the server's ports (server.admin_port); the client port by default."""
+        self.sock = socket.create_connection((server.host, port or server.port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 
@@ -132,10 +133,11 @@ def assert_json_error(status, hdrs, body, expected_status, message=None):
     assert json.loads(body) == {"error": message or MSG[expected_status], "status": expected_status}, body
 
 
-def one(server, raw):
-    """Sends one request on a fresh connection and returns its response;
-    also asserts that an error response closes the connection."""
-    c = Conn(server)
+def one(server, raw, port=None):
+    """Sends one request on a fresh connection (to the client port, or to
+    port: server.admin_port) and returns its response; also asserts that an
+    error response closes the connection."""
+    c = Conn(server, port=port)
     try:
         c.send(raw)
         status, hdrs, body = c.response()
@@ -159,7 +161,7 @@ def test_healthz(echo_server):
 
 
 def test_readyz(echo_server):
-    status, hdrs, body = one(echo_server, req("GET", "/readyz"))
+    status, hdrs, body = one(echo_server, req("GET", "/readyz"), port=echo_server.admin_port)
     assert status == 200
     assert hdrs["content-type"] == "application/json"
     assert json.loads(body) == {"ready": True}
@@ -190,7 +192,9 @@ def test_404_keeps_connection_alive(echo_server):
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"])
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_wrong_method_405(echo_server, method, path):
-    status, hdrs, body = one(echo_server, req(method, path, ["Content-Length: 0"]))
+    # /readyz is served on the admin listener only
+    port = echo_server.admin_port if path == "/readyz" else None
+    status, hdrs, body = one(echo_server, req(method, path, ["Content-Length: 0"]), port=port)
     assert_json_error(status, hdrs, body, 405)
     assert hdrs["allow"] == "GET"
 
@@ -297,7 +301,7 @@ def test_http10_keep_alive(echo_server):
     c.send(req("GET", "/healthz", ["Connection: keep-alive"], version="HTTP/1.0"))
     status, hdrs, _ = c.response()
     assert status == 200 and "connection" not in hdrs
-    c.send(req("GET", "/readyz", ["Connection: keep-alive"], version="HTTP/1.0"))
+    c.send(req("GET", "/healthz", ["Connection: keep-alive"], version="HTTP/1.0"))
     assert c.response()[0] == 200
     c.close()
 
@@ -352,11 +356,11 @@ def test_body_is_consumed_before_next_request(start_server):
     s = start_server("--shards", "1")
     c = Conn(s)
     smuggled = req("GET", "/nope")
-    c.send(req("POST", "/healthz", [f"Content-Length: {len(smuggled)}"], body=smuggled) + req("GET", "/readyz"))
+    c.send(req("POST", "/healthz", [f"Content-Length: {len(smuggled)}"], body=smuggled) + req("GET", "/healthz"))
     status, hdrs, body = c.response()
     assert_json_error(status, hdrs, body, 405)
     status, _, body = c.response()
-    assert status == 200 and json.loads(body) == {"ready": True}
+    assert status == 200 and json.loads(body) == {"status": "ok"}
     c.close()
 
 
@@ -364,10 +368,11 @@ def test_body_split_across_sends(echo_server):
     c = Conn(echo_server)
     c.send(req("GET", "/healthz", ["Content-Length: 6"]) + b"abc")
     time.sleep(0.1)
-    c.send(b"def" + req("GET", "/readyz"))
+    c.send(b"def" + req("GET", "/healthz?second=1"))
     assert c.response()[0] == 200
     status, _, body = c.response()
-    assert status == 200 and json.loads(body) == {"ready": True}
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    c.expect_open()  # "def" was body, not the start of a request (that would be a 400 and a close)
     c.close()
 
 
@@ -614,24 +619,24 @@ def test_keep_alive_two_requests_one_socket(echo_server):
     c.send(req("GET", "/healthz"))
     status, hdrs, body = c.response()
     assert status == 200 and json.loads(body) == {"status": "ok"} and "connection" not in hdrs
-    c.send(req("GET", "/readyz"))
+    c.send(req("GET", "/healthz?second=1"))
     status, hdrs, body = c.response()
-    assert status == 200 and json.loads(body) == {"ready": True}
+    assert status == 200 and json.loads(body) == {"status": "ok"} and "connection" not in hdrs
     c.expect_open()
     c.close()
 
 
 def test_pipelining_in_order(echo_server):
     c = Conn(echo_server)
-    c.send(req("GET", "/healthz") + req("GET", "/nope") + req("GET", "/readyz") + req("POST", "/healthz",
-                                                                                         ["Content-Length: 0"]))
+    c.send(req("GET", "/healthz") + req("GET", "/nope") + req("GET", "/healthz?third=1")
+           + req("POST", "/healthz", ["Content-Length: 0"]))
     s1, _, b1 = c.response()
     s2, h2, b2 = c.response()
     s3, _, b3 = c.response()
     s4, h4, b4 = c.response()
     assert (s1, json.loads(b1)) == (200, {"status": "ok"})
     assert_json_error(s2, h2, b2, 404)
-    assert (s3, json.loads(b3)) == (200, {"ready": True})
+    assert (s3, json.loads(b3)) == (200, {"status": "ok"})
     assert_json_error(s4, h4, b4, 405)
     c.expect_open()
     c.close()
@@ -639,7 +644,7 @@ def test_pipelining_in_order(echo_server):
 
 def test_pipelining_many(echo_server):
     c = Conn(echo_server)
-    paths = ["/healthz", "/readyz", "/x"] * 30
+    paths = ["/healthz", "/healthz?q=1", "/x"] * 30
     c.send(b"".join(req("GET", p) for p in paths))
     got = [c.response()[0] for _ in paths]
     assert got == [200 if p != "/x" else 404 for p in paths]
@@ -702,11 +707,11 @@ def test_upgrade_head_split_with_frame_in_same_packet(echo_server):
 
 def test_connection_close_honoured(echo_server):
     c = Conn(echo_server)
-    c.send(req("GET", "/healthz", ["Connection: close"]) + req("GET", "/readyz"))
+    c.send(req("GET", "/healthz", ["Connection: close"]) + req("GET", "/healthz?second=1"))
     status, hdrs, body = c.response()
     assert status == 200 and json.loads(body) == {"status": "ok"}
     assert hdrs["connection"].lower() == "close"
-    c.expect_eof()  # the pipelined /readyz is not answered
+    c.expect_eof()  # the pipelined second request is not answered
     c.close()
 
 
@@ -911,6 +916,7 @@ def test_listen_from_env(var):
     env[var] = str(port) if var == "PORT" else f"127.0.0.1:{port}"
     if var == "RINGCAST_LISTEN":
         env["PORT"] = str(free_port())  # RINGCAST_LISTEN wins over PORT
+    env["RINGCAST_ADMIN_LISTEN"] = "off"  # the default 127.0.0.1:9090 may be taken by another server
     p = subprocess.Popen([ringcast_bin(), "--shards", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 10
@@ -934,16 +940,18 @@ def test_listen_from_env(var):
 
 
 def test_dashboard_page(echo_server):
-    """GET / serves the live dashboard: HTML that subscribes to the firehose
-    on /ws and polls /metrics, with no external resources."""
-    status, hdrs, body = one(echo_server, req("GET", "/"))
+    """GET / on the admin listener serves the live dashboard: HTML that
+    subscribes to the firehose on /ws and polls /metrics, with no external
+    resources."""
+    admin = echo_server.admin_port
+    status, hdrs, body = one(echo_server, req("GET", "/"), port=admin)
     assert status == 200
     assert hdrs["content-type"] == "text/html; charset=utf-8"
     page = body.decode()
     assert page.startswith("<!doctype html>")
-    assert '"/ws"' in page and "subscribe_all" in page and 'fetch("/metrics")' in page
+    assert '"/ws"' in page and "subscribe_all" in page and 'fetch("/metrics"' in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
     assert "innerHTML" not in page  # published data is only ever set as text
-    status, hdrs, body = one(echo_server, req("POST", "/", ["Content-Length: 0"]))
+    status, hdrs, body = one(echo_server, req("POST", "/", ["Content-Length: 0"]), port=admin)
     assert_json_error(status, hdrs, body, 405)
     assert hdrs["allow"] == "GET"

@@ -39,8 +39,10 @@ def recv_close_code(ws, timeout=5.0):
             return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
 
 
-def http_get_keepalive(server, path="/healthz"):
-    s = socket.create_connection((server.host, server.port), timeout=5)
+def http_get_keepalive(server, path="/healthz", port=None):
+    """A keep-alive connection that has had one 200 for `path` (on the client
+    port, or on `port`: server.admin_port for /readyz and /metrics)."""
+    s = socket.create_connection((server.host, port or server.port), timeout=5)
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -130,10 +132,10 @@ def test_draining_observable_behaviour(start_server):
     """With a long --drain-s the process waits for its WebSocket clients:
     they get 1001, idle HTTP connections are closed, nobody new gets a 200
     from /readyz, and the process exits 0 as soon as the last client has
-    answered the close."""
+    answered the close. (/readyz is on the admin listener.)"""
     s = start_server("--echo", "--shards", "2", "--drain-s", "30", "--close-timeout-ms", "20000")
     holders = [raw(s) for _ in range(4)]
-    idle_http = http_get_keepalive(s, "/readyz")
+    idle_http = http_get_keepalive(s, "/readyz", port=s.admin_port)
     idle_http2 = http_get_keepalive(s, "/healthz")
 
     s.proc.send_signal(signal.SIGTERM)
@@ -159,10 +161,10 @@ def test_draining_observable_behaviour(start_server):
     time.sleep(0.5)
     assert s.proc.poll() is None, "exited before the clients answered the close"
 
-    # The listener is closed while draining: a new connection is refused,
-    # and even if one got through it must not be told the server is ready.
+    # A new probe of /readyz (admin listener) must not be told the server is
+    # ready (the admin listener may already be gone: refused is fine too).
     try:
-        c = socket.create_connection((s.host, s.port), timeout=2)
+        c = socket.create_connection((s.host, s.admin_port), timeout=2)
     except (ConnectionRefusedError, ConnectionResetError):
         pass
     else:
@@ -170,6 +172,25 @@ def test_draining_observable_behaviour(start_server):
             c.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
             data = c.recv(4096)
             assert not data.startswith(b"HTTP/1.1 200"), data
+            if data:
+                assert data.startswith(b"HTTP/1.1 503"), data
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        finally:
+            c.close()
+
+    # The client listener is closed while draining: a new connection is
+    # refused, and even if one got through it must not be let in.
+    try:
+        c = socket.create_connection((s.host, s.port), timeout=2)
+    except (ConnectionRefusedError, ConnectionResetError):
+        pass
+    else:
+        try:
+            c.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            data = c.recv(4096)
+            assert not data.startswith(b"HTTP/1.1 101"), data
             if data:
                 assert data.startswith(b"HTTP/1.1 503"), data
         except (ConnectionResetError, BrokenPipeError):

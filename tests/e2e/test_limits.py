@@ -410,8 +410,13 @@ class HttpConn(RawConn):
 
 
 def request(method, path, body=b"", headers=()):
+    """Raw request bytes. A POST with a body (every one here is a publish:
+    /api/v1/publish or /ws/test) says Content-Type: application/json unless
+    `headers` name another."""
     body = body.encode() if isinstance(body, str) else body
     head = [f"{method} {path} HTTP/1.1", "Host: x", *headers]
+    if method == "POST" and body and not any(h.lower().startswith("content-type:") for h in headers):
+        head.append("Content-Type: application/json")
     if body or method == "POST":
         head.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -504,23 +509,23 @@ def test_unread_replies_close_1008_and_rss_stays_bounded(start_server, kind):
     assert rss.peak < base + 50, f"server RSS went from {base:.0f} to {rss.peak:.0f} MB"
 
 
-METRICS_REQ = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+FLOOD_REQ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def test_pipelined_http_flood_is_backpressured_then_closed(start_server):
-    """A client pipelines 200,000 GET /metrics (each answer several KB) and
-    never reads. The server stops reading it once ~64 KiB of answers wait
+    """A client pipelines 200,000 GET /healthz on the client port (each
+    answer ~3x the request's bytes) and never reads. The server stops reading it once ~64 KiB of answers wait
     (so the client's sends block long before the 7 MB of requests are
     out), stays within +50 MB, answers other clients' /healthz promptly meanwhile, and closes
     the stalled connection within --request-timeout-ms + --stall-timeout-s."""
     s = start_server(*SHARDS, "--request-timeout-ms", "2000", "--stall-timeout-s", "2", "--idle-sweep-s", "1",
                      "--close-timeout-ms", "500")
-    _, _, body = get(s, "/metrics")
+    _, _, body = get(s, "/healthz")
     response_size = len(body) + 200
     base = rss_mb(s)
     flooder = HttpConn(s, rcvbuf=64 * KIB, sndbuf=64 * KIB)
     result = {}
-    sender = threading.Thread(target=lambda: result.update(r=flood(flooder.sock, METRICS_REQ, 200_000)), daemon=True)
+    sender = threading.Thread(target=lambda: result.update(r=flood(flooder.sock, FLOOD_REQ, 200_000)), daemon=True)
     latencies, queued = [], []
     with RssPeak(s) as rss:
         sender.start()
@@ -550,10 +555,10 @@ def test_pipelined_requests_are_answered_in_order_when_the_client_reads(start_se
     cap); once the client reads, every answer arrives, complete and in
     order."""
     s = start_server(*SHARDS)
-    paths = ["/healthz", "/readyz", "/nope"]
+    reqs = [("GET", "/healthz"), ("POST", "/healthz"), ("GET", "/nope")]  # 200, 405, 404 (client port)
     n = 60_000
     c = HttpConn(s, rcvbuf=64 * KIB, sndbuf=64 * KIB, timeout=30)
-    wire = b"".join(request("GET", p) for p in paths) * (n // 3)
+    wire = b"".join(request(m, p) for m, p in reqs) * (n // 3)
     sent = []
     # A blocking sendall (the socket has a timeout) beside the reads below.
     sender = threading.Thread(target=lambda: sent.append(c.sock.sendall(wire) or len(wire)), daemon=True)
@@ -563,7 +568,7 @@ def test_pipelined_requests_are_answered_in_order_when_the_client_reads(start_se
         time.sleep(0.1)
         queued.append(metrics(s)["queued_bytes"])
     assert max(queued) <= 64 * KIB + 4 * KIB, f"queued bytes while the client did not read: {queued}"
-    want = [(200, {"status": "ok"}), (200, {"ready": True}), (404, None)]
+    want = [(200, {"status": "ok"}), (405, None), (404, None)]
     for i in range(n):
         status, hdrs, body = c.response()
         exp_status, exp_body = want[i % 3]
@@ -571,7 +576,7 @@ def test_pipelined_requests_are_answered_in_order_when_the_client_reads(start_se
         if exp_body is not None:
             assert json.loads(body) == exp_body, (i, body)
         else:
-            assert_json_error(status, hdrs, body, 404)
+            assert_json_error(status, hdrs, body, exp_status)
     sender.join(10)
     assert sent == [len(wire)]
 
@@ -649,7 +654,8 @@ def test_unfinished_http_body_gets_408_after_message_timeout(start_server):
     s = start_server(*SHARDS, "--message-timeout-ms", "500")
     c = HttpConn(s)
     t0 = time.monotonic()
-    c.send(b"POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b'{"topic":"')
+    c.send(b"POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+           + b'{"topic":"')
     status, hdrs, body = c.response()
     took = time.monotonic() - t0
     assert_json_error(status, hdrs, body, 408)
@@ -1032,7 +1038,7 @@ def warm_up(s):
     assert echo.message() == (OP_BINARY, payload)
     echo.close()
     for _ in range(20):
-        assert get(s, "/metrics")[0] == 200
+        assert get(s, "/metrics", port=s.admin_port)[0] == 200
 
 
 def test_memory_goes_back_after_a_flood(start_server):

@@ -79,8 +79,12 @@ class Client:
 
 
 def post(server, path, body, headers="", method="POST"):
+    """A body goes with Content-Type: application/json (publish and /ws/test
+    need it) unless `headers` name another."""
     if isinstance(body, str):
         body = body.encode()
+    if body and "content-type:" not in headers.lower():
+        headers = "Content-Type: application/json\r\n" + headers
     head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{headers}\r\n".encode()
     return http_request(server.host, server.port, head + body)
 
@@ -93,13 +97,14 @@ def publish(server, body):
     return status, hdrs, json.loads(resp) if resp else None
 
 
-def get(server, path):
-    return http_request(server.host, server.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")
+def get(server, path, port=None):
+    """GET path on the client port, or on port (server.admin_port)."""
+    return http_request(server.host, port or server.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")
 
 
 def metrics(server):
-    """{name: value} of the samples in /metrics."""
-    status, hdrs, body = get(server, "/metrics")
+    """{name: value} of the samples in /metrics (admin listener)."""
+    status, hdrs, body = get(server, "/metrics", port=server.admin_port)
     assert status == 200
     out = {}
     for line in body.decode().splitlines():
@@ -527,7 +532,8 @@ def test_publish_over_max_publish_bytes_is_413_without_reading_the_body(start_se
 def test_default_max_publish_bytes_is_1mib(start_server):
     s = start_server(*SHARDS)
     sock = socket.create_connection((s.host, s.port), timeout=5)
-    sock.sendall(b"POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n")
+    sock.sendall(b"POST /api/v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1048577\r\n\r\n")
     assert sock.recv(65536).startswith(b"HTTP/1.1 413 ")
     sock.close()
     c = Client(s)
@@ -598,7 +604,7 @@ GAUGES = ["connections", "ws_connections", "subscriptions", "queued_bytes"]
 
 def test_metrics_is_prometheus_text(start_server):
     s = start_server(*SHARDS)
-    status, hdrs, body = get(s, "/metrics")
+    status, hdrs, body = get(s, "/metrics", port=s.admin_port)
     assert status == 200
     assert hdrs["content-type"].startswith("text/plain")
     text = body.decode()

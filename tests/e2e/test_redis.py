@@ -112,9 +112,10 @@ class WS:
             pass
 
 
-def http(node, method, path, body=None, timeout=10, raw=False):
-    """(status, the JSON body parsed, or its bytes when raw or not JSON)."""
-    c = httpc.HTTPConnection(node.host, node.port, timeout=timeout)
+def http(node, method, path, body=None, timeout=10, raw=False, port=None):
+    """(status, the JSON body parsed, or its bytes when raw or not JSON); to
+    the client port, or to port (node.admin_port for /metrics and /readyz)."""
+    c = httpc.HTTPConnection(node.host, port or node.port, timeout=timeout)
     try:
         if body is not None and not isinstance(body, (str, bytes)):
             body = json.dumps(body, separators=(",", ":"))
@@ -138,8 +139,8 @@ def publish(node, body):
 
 
 def metrics(node):
-    """{name without the ringcast_ prefix: value} of /metrics."""
-    status, text = http(node, "GET", "/metrics", raw=True)
+    """{name without the ringcast_ prefix: value} of /metrics (admin listener)."""
+    status, text = http(node, "GET", "/metrics", raw=True, port=node.admin_port)
     assert status == 200
     out = {}
     for line in text.decode().splitlines():
@@ -156,7 +157,7 @@ def redis_metrics(m):
 
 
 def ready(node):
-    return http(node, "GET", "/readyz")
+    return http(node, "GET", "/readyz", port=node.admin_port)
 
 
 def dumps(obj):

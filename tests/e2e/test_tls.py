@@ -11,14 +11,15 @@ intermediate fails verification.
     the wire exactly where a plain-TCP subscriber does; /metrics counts the
     compressed deliveries), messages of 90 B to 200 KB (up to 13 TLS
     records), client-to-server compression (/echo up to 1 MiB), TLS 1.3
-    and forced 1.2, RSA and ECDSA certificates; every HTTP endpoint over
-    https://; a bad --tls-* configuration exits 2 with a message;
+    and forced 1.2, RSA and ECDSA certificates; the client port's HTTP
+    endpoints over https:// (/readyz, /metrics and the dashboard are on the
+    plain admin listener); a bad --tls-* configuration exits 2 with a message;
   * `openssl s_client`: TLS 1.3, ALPN http/1.1, ChaCha20-Poly1305 preferred,
     verification OK with the chain, -tls1_2 works, -tls1/-tls1_1 refused
     (the same client command is first shown to work against an `openssl
     s_server -tls1_1`, so the refusal is the server's);
   * headless Chromium (trusting the test intermediate through
-    --ignore-certificate-errors-spki-list) loads https://localhost:P/ and
+    --ignore-certificate-errors-spki-list) loads https://localhost:P/healthz and
     receives a broadcast over wss://localhost:P/ws; with a leaf-only chain
     it must not connect;
   * bad input costs only that connection: plain HTTP on the TLS port (400 +
@@ -57,7 +58,7 @@ from clients import pmdtools
 from clients.pmdtools import PMD_RESPONSE, Chromium, chromium_binary, deflate_payload, inflate_payload, spread
 from conftest import free_port, ringcast_bin
 from tlsutil import pki  # noqa: F401  (session fixture: the throwaway PKI)
-from wsraw import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawWS
+from wsraw import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawWS, http_request
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -113,8 +114,20 @@ def start_tls(start_server, chain, key, *extra):
 
 
 def metrics(s):
-    """/metrics read over the PLAIN port, so reading never moves a TLS counter."""
+    """/metrics read over the (plain) admin listener, so reading never moves a TLS counter."""
     return pmdtools.metrics(s)
+
+
+def admin_get(s, path):
+    """GET path on the admin listener (plain HTTP): (status, headers dict, body bytes)."""
+    c = http.client.HTTPConnection(s.host, s.admin_port, timeout=10)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        c.close()
 
 
 def wait_metric(s, name, pred, timeout=10.0, what=None):
@@ -138,7 +151,10 @@ def https(s, method, path, body=None, ctx=None, host="localhost", headers=None, 
     if isinstance(body, str):
         body = body.encode()  # (http.client would send a str as Latin-1)
     try:
-        c.request(method, path, body=body, headers=headers or ({"Content-Type": "application/json"} if body else {}))
+        headers = dict(headers or {})
+        if body and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"  # publish and /ws/test need it
+        c.request(method, path, body=body, headers=headers)
         r = c.getresponse()
         data = r.read()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data
@@ -330,7 +346,7 @@ class RawTlsSub:
 
 def assert_normal_client_works(s, ctx, topic="tls:after", leaf=None):
     """A fresh, verifying wss client subscribes and receives a broadcast
-    published over HTTPS; the plain port still serves too."""
+    published over HTTPS; the plain ports still serve too."""
     c = WssSub(s, ctx, [topic])
     try:
         if leaf is not None:
@@ -340,7 +356,9 @@ def assert_normal_client_works(s, ctx, topic="tls:after", leaf=None):
         c.expect([t])
     finally:
         c.close()
-    assert metrics(s)["ringcast_connections"] >= 1  # the plain port answers (this request is a connection)
+    status, _, body = http_request(s.host, s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})  # the plain client port answers
+    assert "ringcast_connections" in metrics(s)  # and so does the admin listener
 
 
 def read_until_eof(sock, timeout):
@@ -582,29 +600,24 @@ def test_https_endpoints(start_server, pki, ctx):  # noqa: F811
     s = start_tls(start_server, pki.rsa.chain, pki.rsa.key, "--echo")
     status, hdrs, body = https(s, "GET", "/healthz", ctx=ctx)
     assert (status, hdrs["content-type"], json.loads(body)) == (200, "application/json", {"status": "ok"})
-    status, _, body = https(s, "GET", "/readyz", ctx=ctx)
-    assert (status, json.loads(body)) == (200, {"ready": True})
     status, _, body = https(s, "GET", "/nope", ctx=ctx)
     assert status == 404 and json.loads(body)["status"] == 404
-    status, _, body = https(s, "GET", "/", ctx=ctx)
+    # /readyz, the dashboard and /metrics are served by the (plain) admin listener
+    status, _, body = admin_get(s, "/readyz")
+    assert (status, json.loads(body)) == (200, {"ready": True})
+    status, _, body = admin_get(s, "/")
     assert status == 200 and b"<html" in body.lower()
-    # /metrics over https: the counters of this very connection are visible
-    status, hdrs, body = https(s, "GET", "/metrics", ctx=ctx)
-    assert status == 200, body
-    m = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            m[k] = int(float(v))
-    for name in (HS, HS_FAIL, HS_TIMEOUT, PLAIN_HTTP, TLS_CONNS):
-        assert name in m, f"{name} missing from /metrics"
-    assert m[TLS_CONNS] >= 1 and m[HS] >= 1, m
-    # keep-alive: several requests on one TLS connection
+    # keep-alive: several requests on one TLS connection, one handshake;
+    # /metrics shows the counters of this very connection while it is open
     c = http.client.HTTPSConnection("127.0.0.1", s.tls_port, context=ctx, timeout=10)
     hs0 = metrics(s)[HS]
     for _ in range(5):
         assert https(s, "GET", "/healthz", conn=c)[0] == 200
-    assert metrics(s)[HS] - hs0 == 1
+    m = metrics(s)
+    for name in (HS, HS_FAIL, HS_TIMEOUT, PLAIN_HTTP, TLS_CONNS):
+        assert name in m, f"{name} missing from /metrics"
+    assert m[TLS_CONNS] >= 1 and m[HS] >= 1, m
+    assert m[HS] - hs0 == 1
     c.close()
     # echo over wss (--echo), several records each way
     ws = Wss(f"wss://127.0.0.1:{s.tls_port}/echo", ctx, compression=None)
@@ -744,13 +757,15 @@ true
 
 def test_chromium_wss(start_server, pki, browser, ctx):  # noqa: F811
     s = start_tls(start_server, pki.rsa.chain, pki.rsa.key)
-    # the page itself comes over https:// from ringcast (the dashboard, GET /)
-    page = browser.open_page(f"https://localhost:{s.tls_port}/")
+    # the page itself comes over https:// from ringcast's TLS port (GET
+    # /healthz: the dashboard is on the admin listener), so the WebSocket
+    # below is same-origin from a secure context
+    url = f"https://localhost:{s.tls_port}/healthz"
+    page = browser.open_page(url)
     try:
-        url = f"https://localhost:{s.tls_port}/"
         page.wait(f"location.href === {json.dumps(url)} && document.readyState === 'complete'",
                   what=f"{url} loaded")
-        assert page.evaluate("document.documentElement.outerHTML.length") > 100
+        assert '"status":"ok"' in page.evaluate("document.body.innerText")
         topics = spread(["tls:chromium"])
         page.evaluate(PAGE_JS % (json.dumps(f"wss://localhost:{s.tls_port}/ws"), json.dumps(topics)))
         page.wait("rc.msgs.length >= 1 || rc.closed", what="subscribe ack")
@@ -794,7 +809,8 @@ def test_chromium_refuses_leaf_without_chain(start_server, pki, browser):  # noq
     b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
     b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    b'POST /api/v1/publish HTTP/1.1\r\nHost: localhost\r\nContent-Length: 31\r\n\r\n{"topic":"tls:after","data":1}\n',
+    b'POST /api/v1/publish HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 31\r\n\r\n'
+    b'{"topic":"tls:after","data":1}\n',
 ], ids=["healthz", "ws-upgrade", "publish"])
 def test_plain_http_on_tls_port(server, ctx, pki, request_bytes):  # noqa: F811
     s = server

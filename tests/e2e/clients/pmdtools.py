@@ -67,8 +67,8 @@ def strict_inflate(payload, wbits):
 
 
 def metrics(server):
-    """The ringcast_* counters and gauges of /metrics as {name: int}."""
-    c = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    """The ringcast_* counters and gauges of /metrics (on the admin listener) as {name: int}."""
+    c = http.client.HTTPConnection(server.host, server.admin_port, timeout=5)
     try:
         c.request("GET", "/metrics")
         r = c.getresponse()
