@@ -506,8 +506,9 @@ void rc_conn_sweep(struct rc_shard *s, struct rc_conn *c) {
 void rc_conn_on_eof(struct rc_shard *s, struct rc_conn *c) {
     c->flags |= RC_CF_PEER_EOF;
     rc_tls_on_eof(s, c);
-    if (c->state == RC_CONN_HTTP && rc_conn_output_pending(c)) {
-        /* Half-closed after its request: let the response go out first. */
+    if (c->state == RC_CONN_HTTP && (rc_conn_output_pending(c) || (c->flags & RC_CF_PUB_WAIT))) {
+        /* Half-closed after its request: let the response (maybe still
+         * waiting for Redis) go out first. */
         c->flags |= RC_CF_END_AFTER_SEND;
         return;
     }
@@ -1009,8 +1010,14 @@ static void http_resume(struct rc_shard *s, struct rc_conn *c) {
         rc_conn_arm_recv(s, c);
 }
 
+/*
+ * A request waits for Redis: nothing more is parsed until it is answered,
+ * but the socket stays armed (cancelling and re-arming the recv of every
+ * waiting publish would cost more than the wait); bytes of pipelined
+ * requests collect in carry, and past RC_HTTP_PAUSE_BYTES the connection
+ * is paused like any other that sends more than it reads.
+ */
 void rc_conn_http_hold(struct rc_shard *s, struct rc_conn *c) {
-    http_pause(s, c);
     c->flags |= RC_CF_PUB_WAIT;
     /* Redis answers or the link gives up within --redis-timeout-ms; the
      * deadline is only the backstop. */
@@ -1020,7 +1027,11 @@ void rc_conn_http_hold(struct rc_shard *s, struct rc_conn *c) {
 
 void rc_conn_http_release(struct rc_shard *s, struct rc_conn *c) {
     c->flags &= ~RC_CF_PUB_WAIT;
-    if (c->state != RC_CONN_HTTP || !(c->flags & RC_CF_READ_PAUSED)) return;
+    if (c->state != RC_CONN_HTTP) return;
+    if (!(c->flags & RC_CF_READ_PAUSED)) {
+        if (c->carry_len && !(c->flags & RC_CF_END_AFTER_SEND)) rc_conn_on_plain(s, c, NULL, 0); /* the pipelined requests that waited */
+        return;
+    }
     if (rc_conn_queue_cost(c) <= RC_HTTP_PAUSE_BYTES / 2)
         http_resume(s, c);
     else /* the client is not reading its responses: the usual backpressure deadline */
@@ -1087,6 +1098,8 @@ static void track_unfinished(struct rc_shard *s, struct rc_conn *c) {
             rc_conn_set_deadline(s, c, s->now_ms + s->cfg->message_timeout_ms);
         else if (!unfinished && c->deadline_ms)
             rc_conn_set_deadline(s, c, 0);
+    } else if ((c->flags & RC_CF_PUB_WAIT) && c->state == RC_CONN_HTTP) {
+        if (c->carry_len > RC_HTTP_PAUSE_BYTES) http_pause(s, c); /* pipelining far ahead of the answers */
     } else if (c->state == RC_CONN_HTTP && c->carry_len && !(c->flags & (RC_CF_READ_PAUSED | RC_CF_END_AFTER_SEND))) {
         uint64_t by = s->now_ms + s->cfg->message_timeout_ms;
         if (!c->deadline_ms || c->deadline_ms > by) rc_conn_set_deadline(s, c, by);

@@ -78,6 +78,7 @@
 #define RL_PING_IDLE_MS 500      /* a silent socket gets a PING (a PUB socket a probe PUBLISH) … */
 #define RL_STALL_MS 1000         /* … and is stalled (not ready) without a reply this long; dead at --redis-timeout-ms */
 #define RL_PENDING_MAX (1u << 20) /* unanswered commands per socket before publishes are refused */
+#define RL_DRAIN_MS 250          /* a failed link's SUB sockets are read this long for what Redis sent before */
 #define RL_BACKOFF_MIN_MS 100
 #define RL_BACKOFF_MAX_MS 1000
 #define RL_SEND_MAX (1u << 20)
@@ -95,6 +96,7 @@ struct rl_conn {
     bool sending;
     bool recv_armed;
     bool ping_out;
+    bool draining;  /* SUB socket of a failed link: read to its end (or RL_DRAIN_MS), nothing sent */
     uint8_t role;
     uint16_t node;
     uint32_t gen;
@@ -110,7 +112,7 @@ struct rl_conn {
      * Redis answers in order, so each reply pops one. */
     struct rl_pend *pend;
     uint32_t pend_head, pend_n, pend_cap;
-    uint64_t last_rx_ms, last_tx_ms, ping_ms;
+    uint64_t last_rx_ms, last_tx_ms, ping_ms, drain_until_ms;
     struct __kernel_timespec cto;
 };
 
@@ -350,7 +352,7 @@ static bool conn_open(struct rc_redis *r, struct rl_conn *c, const struct rl_nod
     }
     c->fd = fd;
     c->open = true;
-    c->connected = c->ready = c->sending = c->recv_armed = c->ping_out = false;
+    c->connected = c->ready = c->sending = c->recv_armed = c->ping_out = c->draining = false;
     c->role = (uint8_t)role;
     c->node = (uint16_t)node;
     c->hs_pending = 0;
@@ -382,7 +384,8 @@ static void conn_close(struct rc_redis *r, struct rl_conn *c) {
         c->inflight++;
     }
     c->gen = (c->gen + 1) & 0xffffff; /* completions of the old socket are ignored */
-    c->connected = c->ready = c->sending = c->recv_armed = false;
+    c->connected = c->ready = c->sending = c->recv_armed = c->draining = false;
+    if (c->role == RL_SUB) r->pattern_active = false; /* its stream is over */
     if (c->reader) redisReaderFree(c->reader);
     c->reader = NULL;
     rc_rbuf_reset(&c->out);
@@ -392,6 +395,23 @@ static void conn_close(struct rc_redis *r, struct rl_conn *c) {
         close(c->fd);
         c->open = false;
     }
+}
+
+/*
+ * The link failed, but what Redis wrote to a SUB socket before the failure
+ * may still be unread: a PUBLISH Redis acknowledged (its publisher got
+ * 200) whose copy to this node sits in the socket's buffer. So a SUB socket
+ * that was receiving keeps being read — messages only, nothing sent — until
+ * Redis closes it or RL_DRAIN_MS pass, and only then closes.
+ */
+static void drain_or_close(struct rc_redis *r, struct rl_conn *c) {
+    if (c->role != RL_SUB || !c->ready || !c->reader || !c->recv_armed) {
+        conn_close(r, c);
+        return;
+    }
+    c->draining = true;
+    c->connected = c->ready = false; /* no sends, no pings */
+    c->drain_until_ms = r->s->now_ms + RL_DRAIN_MS;
 }
 
 static bool link_quiet(struct rc_redis *r) {
@@ -498,7 +518,7 @@ static void link_fail(struct rc_redis *r, const char *fmt, ...) {
              r->fail_status == 504 ? why : "the connection to Redis was lost before it answered");
     for (unsigned i = 0; i < RL_NCONNS; i++) {
         lost += fail_pending(r, &r->conns[i], answer_why);
-        conn_close(r, &r->conns[i]);
+        if (!r->conns[i].draining) drain_or_close(r, &r->conns[i]);
     }
     r->backoff_ms = r->backoff_ms ? RC_MIN(r->backoff_ms * 2, (uint64_t)RL_BACKOFF_MAX_MS) : RL_BACKOFF_MIN_MS;
     uint64_t delay = r->backoff_ms / 2 + rng_next(r) % (r->backoff_ms / 2 + 1); /* jitter: [b/2, b] */
@@ -521,7 +541,7 @@ static void link_fail(struct rc_redis *r, const char *fmt, ...) {
     r->state = L_IDLE;
     r->established = false;
     set_up(r, false);
-    r->pattern_sent = r->pattern_active = false;
+    r->pattern_sent = false; /* pattern_active follows the SUB socket's stream (conn_close) */
     r->unconfirmed = 0;
     for (unsigned i = 0; i < r->nbuckets; i++)
         for (struct rl_chan *c = r->buckets[i]; c; c = c->next) c->sent = false;
@@ -817,9 +837,15 @@ static void on_reply(struct rc_redis *r, struct rl_conn *c, redisReply *x) {
                 link_fail(r, "cluster topology changed (%.*s)", (int)RC_MIN(x->len, (size_t)100), x->str);
                 return;
             }
-            if (p.kind != PK_PING) { /* PUBLISH refused: an ACL, OOM, a read-only replica… */
+            /* An ACL that leaves out this one channel refuses the request,
+             * not the link: publishing as such works. Anything else (no
+             * +publish, OOM, a read-only replica…) refuses every publish. */
+            bool channel_acl = x->len >= 6 && !strncmp(x->str, "NOPERM", 6) && memmem(x->str, x->len, "channel", 7);
+            if (p.kind != PK_PING && !channel_acl) {
                 snprintf(r->refuse_why, sizeof r->refuse_why, "%.*s", (int)RC_MIN(x->len, (size_t)150), x->str);
                 r->refusing = true;
+            } else if (p.kind == PK_PROBE) {
+                r->refusing = false;
             }
         } else if (x->type == REDIS_REPLY_INTEGER && p.kind != PK_PING) {
             if (p.kind == PK_PUBLISH) {
@@ -833,6 +859,15 @@ static void on_reply(struct rc_redis *r, struct rl_conn *c, redisReply *x) {
         return;
     }
     /* SUB: push messages and (un)subscribe confirmations */
+    if (c->draining) { /* a failed link's last messages; nothing else matters now */
+        if (x->type == REDIS_REPLY_ARRAY && x->elements >= 3 && is_str(x->element[0])) {
+            const redisReply *kind = x->element[0];
+            if (str_eq(kind, "message") && x->elements == 3 && !r->pattern_active) ingest(r, x->element[1], x->element[2]);
+            if (str_eq(kind, "pmessage") && x->elements == 4 && r->pattern_active) ingest(r, x->element[2], x->element[3]);
+            if (str_eq(kind, "smessage") && x->elements == 3) ingest(r, x->element[1], x->element[2]);
+        }
+        return;
+    }
     if (x->type == REDIS_REPLY_ERROR) {
         link_fail(r, "subscription refused: %.*s", (int)RC_MIN(x->len, (size_t)200), x->str);
         return;
@@ -910,6 +945,10 @@ void rc_redis_on_cqe(struct rc_redis *r, const struct io_uring_cqe *cqe) {
         return;
     case RK_RECV: {
         c->recv_armed = false;
+        if (res <= 0 && c->draining) { /* read to its end */
+            conn_close(r, c);
+            return;
+        }
         if (res <= 0) {
             link_fail(r, "%s", res == 0 ? "closed by the server" : strerror(-res));
             return;
@@ -917,14 +956,16 @@ void rc_redis_on_cqe(struct rc_redis *r, const struct io_uring_cqe *cqe) {
         c->last_rx_ms = r->s->now_ms;
         c->ping_out = false;
         if (redisReaderFeed(c->reader, c->rbuf, (size_t)res) != REDIS_OK) {
-            link_fail(r, "reader: %s", c->reader->errstr);
+            if (c->draining) conn_close(r, c);
+            else link_fail(r, "reader: %s", c->reader->errstr);
             return;
         }
         uint32_t gen = c->gen;
         for (;;) {
             void *reply = NULL;
             if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
-                link_fail(r, "protocol error: %s", c->reader->errstr);
+                if (c->draining) conn_close(r, c);
+                else link_fail(r, "protocol error: %s", c->reader->errstr);
                 return;
             }
             if (!reply) break;
@@ -997,6 +1038,8 @@ static void probe(struct rc_redis *r, struct rl_conn *c, uint64_t now) {
  */
 void rc_redis_tick(struct rc_redis *r) {
     uint64_t now = r->s->now_ms;
+    for (unsigned i = 0; i < RL_NCONNS; i++)
+        if (r->conns[i].draining && now >= r->conns[i].drain_until_ms) conn_close(r, &r->conns[i]);
     if (r->state == L_IDLE) {
         if (now >= r->retry_at_ms && link_quiet(r) && !r->s->draining) attempt(r);
         return;

@@ -78,7 +78,9 @@ enum rc_conn_flag {
     RC_CF_ADMIN = 1u << 10,       /* accepted on --admin-listen: not counted against --max-conns */
     RC_CF_READ_PAUSED = 1u << 11, /* HTTP backpressure: recv cancelled until the queue drains */
     RC_CF_RESET = 1u << 12,       /* close with a reset: a stalled or abusive peer's buffers go at once */
-    RC_CF_PUB_WAIT = 1u << 13,    /* a publish waits for Redis' answer: nothing more is read or parsed */
+    RC_CF_PUB_WAIT = 1u << 13,    /* a publish waits for Redis' answer: nothing more is parsed */
+    RC_CF_PEER_KNOWN = 1u << 14,  /* trust.c looked at the peer's address … */
+    RC_CF_PEER_LOOPBACK = 1u << 15, /* … and it is loopback */
 };
 
 /* What an upgraded connection does with its messages. */
@@ -266,7 +268,7 @@ void rc_trust_free(struct rc_server *srv);
 /* A publish (POST /api/v1/publish, /ws/test): 403 for a disallowed Origin
  * or a non-loopback peer without tokens configured, 401 for a missing or
  * wrong token, 415 for a body that is not application/json. */
-int rc_trust_publish(const struct rc_shard *s, const struct rc_conn *c, const struct rc_http_request *req,
+int rc_trust_publish(const struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                      size_t body_len, const char **why);
 /* An operator endpoint: 401 without the --admin-token (when one is set). */
 int rc_trust_admin(const struct rc_shard *s, const struct rc_http_request *req);

@@ -205,15 +205,22 @@ static const char *query_param(const struct rc_http_request *req, const char *na
     return NULL;
 }
 
-static bool peer_is_loopback(const struct rc_conn *c) {
+static bool addr_is_loopback(int fd) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0) return false;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) return false;
     if (ss.ss_family == AF_INET) return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
     if (ss.ss_family != AF_INET6) return false;
     const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
     if (IN6_IS_ADDR_LOOPBACK(a)) return true;
     return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+}
+
+/* Asked once per connection: the peer does not change. */
+static bool peer_is_loopback(struct rc_conn *c) {
+    if (!(c->flags & RC_CF_PEER_KNOWN))
+        c->flags |= RC_CF_PEER_KNOWN | (addr_is_loopback(c->fd) ? RC_CF_PEER_LOOPBACK : 0);
+    return c->flags & RC_CF_PEER_LOOPBACK;
 }
 
 /* ---- origins ---- */
@@ -248,7 +255,7 @@ static bool origins_ok(const struct rc_trust *t, const struct rc_http_request *r
 
 /* ---- the checks ---- */
 
-int rc_trust_publish(const struct rc_shard *s, const struct rc_conn *c, const struct rc_http_request *req,
+int rc_trust_publish(const struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                      size_t body_len, const char **why) {
     const struct rc_trust *t = s->srv->trust;
     bool present;
