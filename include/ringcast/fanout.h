@@ -128,20 +128,15 @@ enum {
     RC_PUB_DEFLATE_INTEREST_DEL = 1u << 7,
 };
 
-/* Records for shard 0, which runs the Redis link (--redis): a message to
- * PUBLISH (with RC_FRAME_BROADCAST for the broadcast channel), and the
- * sending shard gaining its first / losing its last subscriber of a topic
- * ("*": of the firehose), so the node (un)subscribes its channel. */
+/* Records for shard 0, which runs the subscribing Redis link (--redis):
+ * the sending shard gained its first / lost its last subscriber of a topic
+ * ("*": of the firehose), so the node (un)subscribes its channel. (Every
+ * shard PUBLISHes on its own link.) */
 enum {
-    RC_PUB_REDIS_PUBLISH = 1u << 3, /* hash: the publisher's ticket */
     RC_PUB_REDIS_INTEREST_ADD = 1u << 4,
     RC_PUB_REDIS_INTEREST_DEL = 1u << 5,
 };
 
-/* From shard 0 back to the shard of a waiting publish request: how its
- * PUBLISH went. hash: the ticket; topic bytes: Redis' (or the link's) words,
- * maybe empty; data: the HTTP status as 3 ASCII digits. */
-enum { RC_PUB_ANSWER = 1u << 2 };
 
 /* The link of an inbox entry; the first member of every struct rc_msg. */
 struct rc_qnode {

@@ -38,7 +38,7 @@
     X(counter, compressed_deliveries_total, "compressed messages queued to subscribers that negotiated permessage-deflate") \
     X(counter, frames_deflated_total, "frames that got a deflated variant")                                  \
     X(counter, sends_total, "SENDMSG operations completed")                                                 \
-    X(counter, redis_connects_total, "Redis links established (every socket of the link up)")             \
+    X(counter, redis_connects_total, "Redis links established: shard 0 subscriber link and each shard publisher link")             \
     X(counter, redis_disconnects_total, "established Redis links lost")                                    \
     X(counter, redis_connect_failures_total, "failed attempts to establish the Redis link")               \
     X(counter, redis_messages_total, "messages received from Redis and published on this node")          \

@@ -1,12 +1,14 @@
 /*
- * redis_link.c — the Redis link: Pub/Sub ingest and publish-through-Redis,
- * run on shard 0's io_uring.
+ * redis_link.c — the Redis link: Pub/Sub ingest on shard 0's io_uring, and
+ * publish-through-Redis on every shard's.
  *
  * Place in the data flow: a message on channel ringcast:<T> becomes a
  * publish of <T> from shard 0 (rc_shard_publish: to T's owner shard, which
- * builds T's frame as for any other publish); with --redis, HTTP publishes
- * on any shard come here (inbox records) and leave as PUBLISH, so every node
- * — this one included — delivers them once, from its subscription.
+ * builds T's frame as for any other publish); with --redis, an HTTP publish
+ * leaves as PUBLISH on its own shard's link (shard 0's full link, or a
+ * publisher-only link, `pub_only`, on the other shards), so every node —
+ * this one included — delivers it once, from its subscription, and the
+ * shard answers the publisher when Redis answered (no thread hop either way).
  *
  * Sockets: our own, driven by the ring (CONNECT with a linked timeout, one
  * RECV and at most one SEND in flight per socket); hiredis is only the RESP
@@ -33,9 +35,12 @@
  * punsubscribe confirmations, as seen in the stream) only `pmessage`s are
  * delivered, otherwise only `message`s: every PUBLISH is taken once.
  *
- * Publish after subscribe: PUB sockets hold their bytes while a subscribe is
- * unconfirmed, so a message published through this node after a client's
- * subscribe was acknowledged is never published before the node listens.
+ * Publish after subscribe: every shard's PUB sockets hold their bytes while
+ * srv->redis_hold is not 0: a shard counts a subscription in before it
+ * acknowledges it to its client, shard 0 counts it out once Redis
+ * confirmed it (release_hold), so a message published through this node
+ * after a client's subscribe was acknowledged is never published before
+ * the node listens.
  *
  * Faults: any socket error, protocol error, timeout or topology change
  * closes every socket of the link (in-flight PUBLISHes are dropped and
@@ -189,6 +194,10 @@ struct rc_redis {
     bool pattern_sent, pattern_active;
     uint32_t unconfirmed; /* subscribe confirmations outstanding */
 
+    bool pub_only;        /* a shard's publisher link (PUB sockets only); shard 0's link is the full one */
+    uint32_t hold_pending; /* interest additions to release from srv->redis_hold once all is confirmed */
+    int agg_health;       /* shard 0: the node's health last logged (rc_redis_node_health) */
+    bool agg_down_logged; /* … and it logged leaving ready (so it logs coming back) */
     int health;           /* RH_*: what readiness says */
     bool refusing;        /* the last PUBLISH answer was an error */
     char refuse_why[160]; /* that error, for the log line */
@@ -449,7 +458,7 @@ static bool pend_pop(struct rl_conn *c, struct rl_pend *out) {
 /* Tells the publisher behind ticket how its PUBLISH went: status 200 when
  * Redis took it, else 503/504 with Redis' words (or ours) in text. */
 static void answer(struct rc_redis *r, uint64_t ticket, int status, const char *text, size_t len) {
-    if (ticket) rc_shard_publish_answer(r->s, ticket, status, text, len);
+    if (ticket) rc_publish_answered(r->s, ticket, status, text, len); /* tickets of this link's own shard */
 }
 
 /* The socket is going: every publisher still waiting on it is answered
@@ -467,29 +476,88 @@ static size_t fail_pending(struct rc_redis *r, struct rl_conn *c, const char *wh
 
 /* ---- link state ---- */
 
+/* This shard's link health, for /readyz (rc_redis_node_health); the words
+ * of a refusal are published before the state that points at them. */
 static void set_health(struct rc_redis *r, int h) {
     if (h == r->health) return;
-    int was = r->health;
+    if (h == RH_STALLED) RC_METRIC_ADD(M(r), redis_stalls_total, 1);
+    if (h == RH_REFUSING) snprintf(r->s->redis_why, sizeof r->s->redis_why, "%s", r->refuse_why);
     r->health = h;
-    atomic_store_explicit(&r->srv->redis_health, h, memory_order_relaxed);
+    atomic_store_explicit(&r->s->redis_health, h, memory_order_release);
+}
+
+int rc_redis_node_health(struct rc_server *srv) {
+    int worst = RH_READY;
+    for (unsigned i = 0; i < srv->nshards && srv->shards; i++) {
+        int h = atomic_load_explicit(&srv->shards[i].redis_health, memory_order_acquire);
+        if (h == RH_DOWN) return RH_DOWN;
+        if (h == RH_STALLED || (h == RH_REFUSING && worst == RH_READY)) worst = h;
+    }
+    return worst;
+}
+
+/*
+ * Shard 0, each loop pass: the node's health (every shard's publisher link
+ * and shard 0's subscriber link). Leaving ready and coming back are logged,
+ * once each: what happens in between (a stall that becomes a lost link,
+ * then a reconnect) is the same episode. Shard 0's own link going down and
+ * coming back is logged by link_fail and established() instead.
+ */
+static void node_health(struct rc_redis *r) {
+    int h = rc_redis_node_health(r->srv), was = r->agg_health;
+    if (h == was) return;
+    r->agg_health = h;
     atomic_store_explicit(&M(r)->redis_ready, h == RH_READY, memory_order_relaxed);
-    /* Losing and regaining the link are logged by link_fail and
-     * established(); these are the states in between, once per change. */
+    if (h == RH_READY) {
+        if (r->agg_down_logged) RC_WARN("redis: %s answers publishes again; ready", r->where);
+        r->agg_down_logged = false;
+        return;
+    }
+    if (was != RH_READY || r->agg_down_logged) return;
     if (h == RH_STALLED) {
-        RC_METRIC_ADD(M(r), redis_stalls_total, 1);
         RC_WARN("redis: %s stalled: a command unanswered for over %d ms; not ready (the link is dropped at "
                 "--redis-timeout-ms %u)",
                 r->where, RL_STALL_MS, r->srv->cfg.redis_timeout_ms);
     } else if (h == RH_REFUSING) {
-        RC_WARN("redis: %s refuses publishes (%s); not ready until a PUBLISH succeeds", r->where, r->refuse_why);
-    } else if (h == RH_READY && (was == RH_STALLED || was == RH_REFUSING)) {
-        RC_WARN("redis: %s answers publishes again; ready", r->where);
+        for (unsigned i = 0; i < r->srv->nshards; i++) {
+            struct rc_shard *s = &r->srv->shards[i];
+            if (atomic_load_explicit(&s->redis_health, memory_order_acquire) != RH_REFUSING) continue;
+            RC_WARN("redis: %s refuses publishes (%s); not ready until a PUBLISH succeeds", r->where, s->redis_why);
+            break;
+        }
+    } else if (r->health == RH_DOWN) {
+        return; /* shard 0's link_fail said it */
+    } else {
+        RC_WARN("redis: a shard's publisher connection to %s is down; not ready until it is back", r->where);
+    }
+    r->agg_down_logged = true;
+}
+
+/* Interest additions announced by the shards (srv->redis_hold) are released
+ * once Redis confirmed every subscription sent so far; the other shards'
+ * publisher links, holding their PUBLISHes meanwhile, are woken. */
+static void release_hold(struct rc_redis *r) {
+    if (!r->hold_pending || r->unconfirmed) return;
+    int left = atomic_fetch_sub(&r->srv->redis_hold, (int)r->hold_pending) - (int)r->hold_pending;
+    r->hold_pending = 0;
+    if (left != 0) return;
+    for (unsigned i = 1; i < r->srv->nshards; i++) {
+        uint64_t one = 1;
+        ssize_t w = write(r->srv->shards[i].wake_fd, &one, sizeof one);
+        (void)w;
     }
 }
 
+static void unconfirmed_add(struct rc_redis *r, int n) {
+    r->unconfirmed += (uint32_t)n;
+    atomic_fetch_add(&r->srv->redis_hold, n);
+}
+
 static void set_up(struct rc_redis *r, bool up) {
-    atomic_store_explicit(&r->srv->redis_up, up, memory_order_relaxed);
-    atomic_store_explicit(&M(r)->redis_up, up ? 1 : 0, memory_order_relaxed);
+    if (!r->pub_only) {
+        atomic_store_explicit(&M(r)->redis_up, up ? 1 : 0, memory_order_relaxed);
+        atomic_store_explicit(&r->srv->redis_up, up, memory_order_relaxed);
+    }
     if (!up) r->refusing = false;
     set_health(r, up ? RH_READY : RH_DOWN);
 }
@@ -523,15 +591,18 @@ static void link_fail(struct rc_redis *r, const char *fmt, ...) {
     r->backoff_ms = r->backoff_ms ? RC_MIN(r->backoff_ms * 2, (uint64_t)RL_BACKOFF_MAX_MS) : RL_BACKOFF_MIN_MS;
     uint64_t delay = r->backoff_ms / 2 + rng_next(r) % (r->backoff_ms / 2 + 1); /* jitter: [b/2, b] */
     r->retry_at_ms = r->s->now_ms + delay;
+    /* A shard's publisher link logs at debug: shard 0's link says the same
+     * of the same Redis, and node_health() what readiness makes of it. */
+    int level = r->pub_only ? RC_LOG_DEBUG : RC_LOG_WARN;
     if (r->established) {
         RC_METRIC_ADD(M(r), redis_disconnects_total, 1);
-        RC_WARN("redis: connection to %s lost: %s; %zu unanswered publishes answered %d; reconnecting in %llu ms",
-                r->where, why, lost, r->fail_status, (unsigned long long)delay);
+        rc_log(level, "redis: %sconnection to %s lost: %s; %zu unanswered publishes answered %d; reconnecting in %llu ms",
+               r->pub_only ? "publisher " : "", r->where, why, lost, r->fail_status, (unsigned long long)delay);
     } else {
         RC_METRIC_ADD(M(r), redis_connect_failures_total, 1);
         if (r->attempts < 3 || r->attempts % 50 == 0) /* a long outage logs now and then, not 10 times a second */
-            RC_WARN("redis: cannot connect to %s: %s; retrying in %llu ms (attempt %u)", r->where, why,
-                    (unsigned long long)delay, r->attempts + 1);
+            rc_log(level, "redis: cannot connect to %s: %s; retrying in %llu ms (attempt %u)", r->where, why,
+                   (unsigned long long)delay, r->attempts + 1);
     }
     if (lost && r->fail_status == 504)
         RC_METRIC_ADD(M(r), redis_publish_timeouts_total, lost);
@@ -542,7 +613,8 @@ static void link_fail(struct rc_redis *r, const char *fmt, ...) {
     r->established = false;
     set_up(r, false);
     r->pattern_sent = false; /* pattern_active follows the SUB socket's stream (conn_close) */
-    r->unconfirmed = 0;
+    unconfirmed_add(r, -(int)r->unconfirmed);
+    release_hold(r);
     for (unsigned i = 0; i < r->nbuckets; i++)
         for (struct rl_chan *c = r->buckets[i]; c; c = c->next) c->sent = false;
     count_channels(r);
@@ -571,7 +643,7 @@ static void send_sub(struct rc_redis *r, struct rl_chan *ch, bool subscribe) {
         return;
     }
     ch->sent = subscribe;
-    if (subscribe) r->unconfirmed++;
+    if (subscribe) unconfirmed_add(r, 1);
     r->dirty = true;
 }
 
@@ -583,7 +655,7 @@ static void send_pattern(struct rc_redis *r, bool subscribe) {
         return;
     }
     r->pattern_sent = subscribe;
-    if (subscribe) r->unconfirmed++;
+    if (subscribe) unconfirmed_add(r, 1);
     r->dirty = true;
 }
 
@@ -592,8 +664,14 @@ static void send_pattern(struct rc_redis *r, bool subscribe) {
  * confirmed()): a Redis that wants a password we did not send accepts the
  * connection and refuses the SUBSCRIBE, and that must back off like any
  * other failure. */
+static void established(struct rc_redis *r);
+
 static void link_up(struct rc_redis *r) {
     r->state = L_UP;
+    if (r->pub_only) { /* nothing to subscribe: a working handshake (AUTH, SELECT) is the proof */
+        established(r);
+        return;
+    }
     struct rl_chan *bc = chan_find(r, "", 0, rc_topic_hash("", 0));
     if (bc) send_sub(r, bc, true);
     for (unsigned i = 0; i < r->nbuckets && r->state == L_UP; i++)
@@ -609,8 +687,11 @@ static void established(struct rc_redis *r) {
     r->attempts = 0;
     RC_METRIC_ADD(M(r), redis_connects_total, 1);
     set_up(r, true);
-    RC_INFO("redis: connected to %s%s (%u channel%s%s)", r->where, r->sharded ? " (cluster, sharded pub/sub)" : "",
-            r->nchans, r->nchans == 1 ? "" : "s", r->pattern_sent ? " and the firehose pattern" : "");
+    if (r->pub_only)
+        RC_DEBUG("redis: publisher connected to %s", r->where);
+    else
+        RC_INFO("redis: connected to %s%s (%u channel%s%s)", r->where, r->sharded ? " (cluster, sharded pub/sub)" : "",
+                r->nchans, r->nchans == 1 ? "" : "s", r->pattern_sent ? " and the firehose pattern" : "");
 }
 
 static void handshake(struct rc_redis *r, struct rl_conn *c) {
@@ -633,6 +714,12 @@ static void handshake(struct rc_redis *r, struct rl_conn *c) {
         ret |= rc_rbuf_command(&c->out, 2, (const char *[]){"CLUSTER", "SLOTS"}, (size_t[]){7, 5});
         c->hs_pending++;
     }
+    if (r->pub_only && c->role == RL_PUB) {
+        /* A publisher link has no SUBSCRIBE to prove it is let in: a Redis
+         * that wants a password we did not send answers this with NOAUTH. */
+        ret |= rc_rbuf_command(&c->out, 1, (const char *[]){"PING"}, (size_t[]){4});
+        c->hs_pending++;
+    }
     if (ret < 0) {
         link_fail(r, "out of memory");
         return;
@@ -643,7 +730,7 @@ static void handshake(struct rc_redis *r, struct rl_conn *c) {
 
 static bool all_ready(struct rc_redis *r) {
     for (unsigned n = 0; n < r->nnodes; n++)
-        if (!r->conns[2 * n].ready || !r->conns[2 * n + 1].ready) return false;
+        if ((!r->pub_only && !r->conns[2 * n + RL_SUB].ready) || !r->conns[2 * n + RL_PUB].ready) return false;
     return true;
 }
 
@@ -651,7 +738,7 @@ static bool all_ready(struct rc_redis *r) {
 static void open_nodes(struct rc_redis *r) {
     r->state = L_CONNECTING;
     for (unsigned n = 0; n < r->nnodes; n++)
-        if (!conn_open(r, &r->conns[2 * n + RL_SUB], &r->nodes[n], RL_SUB, n) ||
+        if ((!r->pub_only && !conn_open(r, &r->conns[2 * n + RL_SUB], &r->nodes[n], RL_SUB, n)) ||
             !conn_open(r, &r->conns[2 * n + RL_PUB], &r->nodes[n], RL_PUB, n)) {
             link_fail(r, "cannot open a socket");
             return;
@@ -737,8 +824,11 @@ static void ingest(struct rc_redis *r, const redisReply *ch, const redisReply *p
 
 static void confirmed(struct rc_redis *r) {
     if (!r->established) established(r);
-    if (r->unconfirmed) r->unconfirmed--;
-    if (!r->unconfirmed) r->dirty = true; /* held publishes may go */
+    if (r->unconfirmed) unconfirmed_add(r, -1);
+    if (!r->unconfirmed) {
+        r->dirty = true; /* held publishes may go */
+        release_hold(r);
+    }
 }
 
 /* CLUSTER SLOTS: [[start, end, [ip, port, id], replicas…], …] */
@@ -990,6 +1080,7 @@ void rc_redis_on_cqe(struct rc_redis *r, const struct io_uring_cqe *cqe) {
 
 /* Queues one SEND per socket with pending bytes (end of a loop pass). */
 void rc_redis_flush(struct rc_redis *r) {
+    if (!r->pub_only) node_health(r); /* a few atomic loads: the log follows readiness within a loop pass */
     if (!r->dirty) return;
     r->dirty = false;
     for (unsigned i = 0; i < RL_NCONNS; i++) {
@@ -998,7 +1089,10 @@ void rc_redis_flush(struct rc_redis *r) {
         if (!rc_rbuf_pending(&c->wire)) {
             if (!rc_rbuf_pending(&c->out)) continue;
             /* A publish waits for every subscribe sent before it (see top). */
-            if (c->role == RL_PUB && c->ready && r->unconfirmed) continue;
+            if (c->role == RL_PUB && c->ready && atomic_load_explicit(&r->srv->redis_hold, memory_order_acquire) > 0) {
+                r->dirty = true; /* looked at again each loop pass; release_hold() wakes this shard */
+                continue;
+            }
             struct rc_rbuf t = c->wire;
             c->wire = c->out;
             c->out = t;
@@ -1078,7 +1172,15 @@ void rc_redis_tick(struct rc_redis *r) {
 
 /* ---- what the shards ask for ---- */
 
+static void interest(struct rc_redis *r, const char *name, size_t len, int delta);
+
 void rc_redis_interest(struct rc_redis *r, const char *name, size_t len, int delta) {
+    if (delta > 0) r->hold_pending++; /* counted in srv->redis_hold by the shard that announced it */
+    interest(r, name, len, delta);
+    release_hold(r);
+}
+
+static void interest(struct rc_redis *r, const char *name, size_t len, int delta) {
     if (len == 1 && name[0] == '*') {
         if (r->sharded) return; /* refused at subscribe time: sharded pub/sub has no patterns */
         if (delta < 0 && !r->pattern_want) return;
@@ -1139,7 +1241,8 @@ void rc_redis_publish(struct rc_redis *r, uint64_t ticket, const char *topic, si
 
 /* ---- life cycle ---- */
 
-struct rc_redis *rc_redis_create(struct rc_server *srv, const char *url, bool sharded, char *err, size_t errcap) {
+struct rc_redis *rc_redis_create(struct rc_server *srv, const char *url, bool sharded, bool pub_only, char *err,
+                                 size_t errcap) {
     struct rc_redis *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     if (rc_redis_url_parse(url, &r->url, err, errcap) < 0) {
@@ -1153,6 +1256,7 @@ struct rc_redis *rc_redis_create(struct rc_server *srv, const char *url, bool sh
     }
     r->srv = srv;
     r->sharded = sharded;
+    r->pub_only = pub_only;
     r->fail_status = 503;
     r->rng = (uint64_t)rc_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     bool v6 = strchr(r->url.host, ':') != NULL;
@@ -1237,3 +1341,5 @@ void rc_redis_destroy(struct rc_redis *r) {
 }
 
 bool rc_redis_sharded(const struct rc_redis *r) { return r->sharded; }
+
+bool rc_redis_up(const struct rc_redis *r) { return r->established; }

@@ -212,11 +212,12 @@ static int collect_item(void *arg, const struct rc_pub_item *it) {
  * With --redis a publish request is answered only when Redis has answered
  * every PUBLISH it made: 2xx means Redis took each message (and so every
  * node subscribed to its channel gets it). Meanwhile the request waits in
- * a slot here, named by the ticket its PUBLISHes carry to shard 0 and back
- * (RC_TICKET_SHARD), and its connection reads nothing more
- * (rc_conn_http_hold), so pipelined requests keep their order and one
- * connection holds at most one slot. Redis' answers are pipelined: the
- * shard never blocks, and any number of connections wait at once.
+ * a slot here, named by the ticket each of its PUBLISHes carries on this
+ * shard's own Redis link (no other thread is involved), and its
+ * connection parses nothing more (rc_conn_http_hold), so pipelined
+ * requests keep their order and one connection holds at most one slot.
+ * Redis' answers are pipelined: the shard never blocks, and any number of
+ * connections wait at once.
  */
 struct rc_pubwait {
     uint32_t gen;       /* 24 bits, never 0 while in use; 0 = free */
@@ -232,7 +233,7 @@ struct rc_pubwait {
 };
 
 static uint64_t wait_ticket(const struct rc_shard *s, uint32_t slot) {
-    return ((uint64_t)s->id << 56) | ((uint64_t)s->pubwaits[slot].gen << 32) | slot;
+    return ((uint64_t)s->pubwaits[slot].gen << 32) | slot;
 }
 
 /* A free slot for a request of c, or UINT32_MAX when memory runs out. */
@@ -319,7 +320,7 @@ void rc_publish_waits_free(struct rc_shard *s) {
  * Redis has answered them all (at once when the link is down). */
 static void publish_via_redis(struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                               struct rc_message *msgs, size_t n, const char *when) {
-    if (!atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed)) {
+    if (!atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed) || !rc_redis_up(s->redis)) {
         RC_METRIC_ADD(&s->metrics, redis_publish_rejected_total, n);
         rc_http_respond_error(s, c, 503, "redis unavailable: nothing was published", "Retry-After: 1\r\n",
                               req->keep_alive);
@@ -550,9 +551,9 @@ void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_r
         if (!is_get(req)) goto not_allowed;
         if (atomic_load_explicit(&s->srv->draining, memory_order_relaxed))
             respond_json(s, c, 503, "{\"ready\":false,\"reason\":\"draining\"}", req);
-        else if (s->srv->redis && atomic_load_explicit(&s->srv->redis_health, memory_order_relaxed) != 1) {
+        else if (s->srv->redis && rc_redis_node_health(s->srv) != 1) {
             static const char *const why[] = {"redis unavailable", "", "redis stalled", "redis refusing publishes"};
-            int h = atomic_load_explicit(&s->srv->redis_health, memory_order_relaxed);
+            int h = rc_redis_node_health(s->srv);
             char out[96];
             snprintf(out, sizeof out, "{\"ready\":false,\"reason\":\"%s\"}", why[h & 3]);
             respond_json(s, c, 503, out, req);

@@ -181,40 +181,29 @@ void rc_shard_pmd_interest(struct rc_shard *s, struct rc_topic *t, int delta) {
 void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int delta) {
     struct rc_redis *r = s->srv->redis;
     if (!r || !t) return;
+    /* Every shard's publisher link holds its PUBLISHes until Redis has
+     * confirmed this subscription (released by shard 0's link), so a
+     * client's publish after its `subscribed` ack, through any shard,
+     * reaches it. */
+    if (delta > 0) atomic_fetch_add(&s->srv->redis_hold, 1);
     if (s->id == 0) {
         rc_redis_interest(r, t->name, t->len, delta);
         return;
     }
     uint8_t flag = delta > 0 ? RC_PUB_REDIS_INTEREST_ADD : RC_PUB_REDIS_INTEREST_DEL;
-    if (rc_msg_add_pub(&s->out_pub[0], t->hash, t->name, t->len, NULL, 0, flag) < 0)
+    if (rc_msg_add_pub(&s->out_pub[0], t->hash, t->name, t->len, NULL, 0, flag) < 0) {
+        if (delta > 0) atomic_fetch_sub(&s->srv->redis_hold, 1);
         RC_WARN("out of memory telling the Redis link about subscribers of %s", t->name);
+    }
 }
 
 int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, uint64_t ticket, const char **why) {
     if (!m->checked && (*why = rc_message_check(m, s->cfg->max_message_bytes))) return -EINVAL;
-    if (!atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed)) return -EAGAIN;
+    if (!atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed) || !rc_redis_up(s->redis)) return -EAGAIN;
     const char *topic = m->broadcast ? "" : m->topic;
     size_t topic_len = m->broadcast ? 0 : m->topic_len;
-    if (s->id == 0) {
-        rc_redis_publish(s->srv->redis, ticket, topic, topic_len, m->data, m->len, m->broadcast);
-        return 0;
-    }
-    return rc_msg_add_pub(&s->out_pub[0], ticket, topic, topic_len, m->data, m->len,
-                          RC_PUB_REDIS_PUBLISH | (m->broadcast ? RC_FRAME_BROADCAST : 0));
-}
-
-void rc_shard_publish_answer(struct rc_shard *s, uint64_t ticket, int status, const char *text, size_t len) {
-    unsigned d = RC_TICKET_SHARD(ticket);
-    if (d == (unsigned)s->id) {
-        rc_publish_answered(s, ticket, status, text, len);
-        return;
-    }
-    if (d >= s->srv->nshards) return;
-    char digits[4];
-    snprintf(digits, sizeof digits, "%03d", status);
-    if (rc_msg_add_pub(&s->out_pub[d], ticket, text ? text : "", text ? RC_MIN(len, (size_t)200) : 0, digits, 3,
-                       RC_PUB_ANSWER) < 0)
-        RC_WARN("out of memory answering a publish on shard %u: it gets a reset at its deadline", d);
+    rc_redis_publish(s->redis, ticket, topic, topic_len, m->data, m->len, m->broadcast); /* this shard's own link */
+    return 0;
 }
 
 int rc_shard_publish(struct rc_shard *s, struct rc_message *m, const char **why) {
@@ -357,14 +346,6 @@ static void handle_msg(struct rc_shard *s, struct rc_msg *m) {
                 owner_interest(s, topic, r->topic_len, r->hash, (r->flags & RC_PUB_DEFLATE_INTEREST_ADD) ? 1 : -1);
             else if (r->flags & (RC_PUB_REDIS_INTEREST_ADD | RC_PUB_REDIS_INTEREST_DEL))
                 rc_redis_interest(s->srv->redis, topic, r->topic_len, (r->flags & RC_PUB_REDIS_INTEREST_ADD) ? 1 : -1);
-            else if (r->flags & RC_PUB_REDIS_PUBLISH)
-                rc_redis_publish(s->srv->redis, r->hash, topic, r->topic_len, topic + r->topic_len, r->data_len,
-                                 r->flags & RC_FRAME_BROADCAST); /* answered from there */
-            else if (r->flags & RC_PUB_ANSWER) {
-                const char *d = topic + r->topic_len;
-                int status = r->data_len == 3 ? (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0') : 503;
-                rc_publish_answered(s, r->hash, status, topic, r->topic_len);
-            }
             else if (owner_append(s, topic, r->topic_len, r->hash, topic + r->topic_len, r->data_len, r->flags) < 0)
                 RC_WARN("out of memory: a message for %.*s was dropped", (int)r->topic_len, topic);
             off += rc_pub_rec_size(r->topic_len, r->data_len);
@@ -622,7 +603,7 @@ static void on_tick(struct rc_shard *s) {
     }
     if (s->nrefused) expire_refused(s);
     log_refusals(s);
-    if (s->id == 0 && s->srv->redis) rc_redis_tick(s->srv->redis);
+    if (s->redis) rc_redis_tick(s->redis);
     if (s->draining && s->now_ms >= s->drain_deadline_ms && (s->nconns || !s->drain_closed)) {
         s->drain_closed = true;
         RC_WARN("drain budget spent: closing %u connections", s->nconns);
@@ -763,7 +744,7 @@ static void on_cqe(struct rc_shard *s, const struct io_uring_cqe *cqe) {
         if (!(cqe->flags & IORING_CQE_F_MORE) && !s->draining) arm_demo(s);
         break;
     case RC_OP_REDIS:
-        if (s->srv->redis) rc_redis_on_cqe(s->srv->redis, cqe);
+        if (s->redis) rc_redis_on_cqe(s->redis, cqe);
         break;
     case RC_OP_NONE:
         break;
@@ -828,7 +809,7 @@ static int shard_setup(struct rc_shard *s) {
     arm_accept(s);
     arm_wake(s);
     arm_timer(s, true);
-    if (s->id == 0 && s->srv->redis) rc_redis_start(s->srv->redis, s);
+    if (s->redis) rc_redis_start(s->redis, s);
     io_uring_submit(&s->ring);
     return 0;
 }
@@ -884,7 +865,7 @@ static void shard_teardown(struct rc_shard *s) {
     s->deflater = NULL;
     s->inflater = NULL;
     s->deflate_scratch = s->inflate_buf = NULL;
-    if (s->id == 0 && s->srv->redis) rc_redis_stop(s->srv->redis);
+    if (s->redis) rc_redis_stop(s->redis);
     rc_demo_destroy(&s->demo);
     free(s->demo_owned);
     free(s->demo_buf);
@@ -916,7 +897,7 @@ static void *shard_main(void *arg) {
     for (;;) {
         if (!s->cfg->batch_ms) flush_window(s); /* --batch-ms 0: the window is one loop pass */
         flush_outboxes(s);
-        if (s->id == 0 && s->srv->redis) rc_redis_flush(s->srv->redis);
+        if (s->redis) rc_redis_flush(s->redis);
         /* Flush: one SENDMSG per connection with queued bytes. */
         while (s->dirty) {
             struct rc_conn *c = s->dirty;
@@ -1005,7 +986,7 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
     }
     if (cfg->redis) {
         char err[200];
-        srv->redis = rc_redis_create(srv, cfg->redis, cfg->redis_sharded, err, sizeof err);
+        srv->redis = rc_redis_create(srv, cfg->redis, cfg->redis_sharded, false, err, sizeof err);
         if (!srv->redis) {
             RC_ERROR("--redis: %s", err);
             rc_tls_ctx_release(srv->tls_ctx);
@@ -1055,6 +1036,15 @@ struct rc_server *rc_server_create(const struct rc_config *cfg) {
         }
         s->timed.timed_next = s->timed.timed_prev = &s->timed;
         s->firehose_hash = rc_topic_hash("*", 1);
+        if (srv->redis) { /* each shard publishes (and hears Redis' answers) on its own link */
+            char err[200];
+            s->redis = i == 0 ? srv->redis : rc_redis_create(srv, cfg->redis, cfg->redis_sharded, true, err, sizeof err);
+            if (!s->redis) {
+                RC_ERROR("--redis: shard %u: %s", i, err);
+                rc_server_destroy(srv);
+                return NULL;
+            }
+        }
         s->out_pub = calloc(srv->nshards, sizeof *s->out_pub);
         s->out_frames = calloc(srv->nshards, sizeof *s->out_frames);
         if (!s->out_pub || !s->out_frames || rc_topic_table_init(&s->topics, is_conflatable, srv) < 0) {
@@ -1217,6 +1207,7 @@ void rc_server_destroy(struct rc_server *srv) {
         rc_view_pool_destroy(&srv->shards[i].views);
         rc_topic_table_destroy(&srv->shards[i].topics);
     }
+    for (unsigned i = 1; i < srv->nshards; i++) rc_redis_destroy(srv->shards[i].redis);
     rc_redis_destroy(srv->redis);
     rc_trust_free(srv);
     if (srv->tls_ctx) {

@@ -181,6 +181,9 @@ struct rc_shard {
     uint32_t nconns;
     uint32_t inflight_shard; /* accept/timer/wake requests in flight */
 
+    struct rc_redis *redis;        /* --redis: this shard's link (shard 0: srv->redis, the full one; else publisher-only) */
+    atomic_int redis_health;       /* that link's health (redis_link.c RH_*), read by /readyz on any shard */
+    char redis_why[160];           /* why it refuses publishes, written before redis_health says so */
     struct rc_pubwait *pubwaits; /* routes.c: publish requests waiting for Redis' answers, by slot */
     uint32_t npubwaits, pubwaits_free; /* slots allocated; head of the free list (UINT32_MAX: none) */
 
@@ -249,7 +252,7 @@ struct rc_server {
     atomic_uint drain_flushed; /* shards that flushed their window and outboxes for a drain */
     struct rc_redis *redis;    /* --redis: the link, run by shard 0; NULL without Redis */
     atomic_bool redis_up;      /* the link is established: publishes may go through it */
-    atomic_int redis_health;   /* redis_link.c's RH_*: 0 down, 1 ready, 2 stalled, 3 refusing publishes */
+    atomic_int redis_hold;     /* subscriptions announced or sent, not yet confirmed: PUB sockets hold their bytes */
     atomic_uint client_conns;  /* connections counted against --max-conns, all shards */
     atomic_uint_fast64_t partial_bytes; /* unfinished input held, all shards (--max-partial-bytes) */
     atomic_uint refused_unlogged;       /* refusals since the last log line */
@@ -288,7 +291,10 @@ const char *rc_trust_subscribe(const struct rc_shard *s, const struct rc_claims 
 /* redis_link.c: the Redis link (see the top of that file). Main thread:
  * create/destroy; everything else on shard 0. */
 struct rc_redis;
-struct rc_redis *rc_redis_create(struct rc_server *srv, const char *url, bool sharded, char *err, size_t errcap);
+/* pub_only: a shard's own publisher link (PUB sockets only, answers its
+ * shard's tickets without a hop through shard 0); shard 0 runs the full one. */
+struct rc_redis *rc_redis_create(struct rc_server *srv, const char *url, bool sharded, bool pub_only, char *err,
+                                 size_t errcap);
 void rc_redis_destroy(struct rc_redis *r);
 void rc_redis_start(struct rc_redis *r, struct rc_shard *s0);
 void rc_redis_stop(struct rc_redis *r);
@@ -297,13 +303,17 @@ void rc_redis_flush(struct rc_redis *r);
 void rc_redis_tick(struct rc_redis *r);
 void rc_redis_interest(struct rc_redis *r, const char *topic, size_t len, int delta);
 /* Sends PUBLISH (SPUBLISH) and, when Redis has answered it, answers the
- * publisher behind ticket through rc_shard_publish_answer: 200, or 503 when
+ * publisher behind ticket through rc_publish_answered: 200, or 503 when
  * refused (link down, Redis not keeping up, a Redis error, the link lost),
  * 504 when Redis did not answer within --redis-timeout-ms. Every ticket is
  * answered exactly once, possibly before this returns. */
 void rc_redis_publish(struct rc_redis *r, uint64_t ticket, const char *topic, size_t len, const void *data,
                       size_t dlen, bool broadcast);
 bool rc_redis_sharded(const struct rc_redis *r);
+bool rc_redis_up(const struct rc_redis *r); /* established: publishes may go (the link's own shard) */
+/* Any thread: the node's Redis health for /readyz, the worst of every
+ * shard's link: 0 down, 1 ready, 2 stalled, 3 refusing publishes. */
+int rc_redis_node_health(struct rc_server *srv);
 
 /* conn.c */
 struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls, bool admin);
@@ -365,17 +375,12 @@ void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int d
  * when the link is down, -ENOMEM. */
 int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, uint64_t ticket, const char **why);
 
-/* A ticket names a publish request waiting on a shard: the shard in the
- * top 8 bits, then routes.c's slot generation (24 bits) and slot index. */
-#define RC_TICKET_SHARD(t) ((unsigned)((t) >> 56))
+/* A ticket names a publish request waiting on a shard (routes.c's slot
+ * generation, 24 bits, and slot index). The shard's own Redis link sends
+ * the PUBLISH and answers it there. */
 
-/* shard.c: how the PUBLISH behind ticket went (status 200, 503 or 504, with
- * Redis' or the link's words in text): handed to the shard that holds the
- * waiting request (routes.c, rc_publish_answered), at the end of this loop
- * pass when it is another shard. */
-void rc_shard_publish_answer(struct rc_shard *s, uint64_t ticket, int status, const char *text, size_t len);
-
-/* routes.c: the answer for one PUBLISH of a request waiting on this shard. */
+/* routes.c: the answer for one PUBLISH of a request waiting on this shard
+ * (status 200, 503 or 504, with Redis' or the link's words in text). */
 void rc_publish_answered(struct rc_shard *s, uint64_t ticket, int status, const char *text, size_t len);
 /* routes.c: frees what the shard's waiting publish requests hold (teardown). */
 void rc_publish_waits_free(struct rc_shard *s);
