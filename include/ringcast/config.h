@@ -92,6 +92,13 @@ struct rc_config {
     int firehose;                   /* --firehose allow|deny|token: RC_FIREHOSE_* */
     const char *private_topics;     /* --private-topics: globs only a token's claims open */
     const char *jwt_secret;         /* --jwt-secret (also JWT_SECRET): HS256 key of client tokens */
+
+    /* Room for the lists a repeated flag joins ("a" + "b" → "a,b"). The
+     * joined strings point in here: a copy of the configuration must not
+     * outlive the one it was copied from (main's lives as long as the
+     * process). */
+    char joined[4096];
+    size_t joined_len;
 };
 
 enum { RC_FIREHOSE_ALLOW = 0, RC_FIREHOSE_DENY, RC_FIREHOSE_TOKEN };

@@ -229,9 +229,14 @@ static int apply(struct rc_config *cfg, const struct opt *o, const char *val, co
         }
         if (!*val) return 0;
         size_t n = strlen(old) + strlen(val) + 2;
-        char *joined = malloc(n); /* lives as long as the configuration: the process */
-        if (!joined) return -ENOMEM;
+        if (n > sizeof cfg->joined - cfg->joined_len) {
+            fprintf(stderr, "ringcast: %s: --%s: the values given add up to more than %zu bytes\n", source, o->name,
+                    sizeof cfg->joined);
+            return -EINVAL;
+        }
+        char *joined = cfg->joined + cfg->joined_len;
         snprintf(joined, n, "%s,%s", old, val);
+        cfg->joined_len += n;
         *(const char **)field = joined;
         return 0;
     }

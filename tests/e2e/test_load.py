@@ -103,7 +103,9 @@ def test_1000_concurrent_clients_5_messages_each(start_server):
     assert elapsed < 50, elapsed
     assert healthz(s).startswith(b"HTTP/1.1 200 ")
     assert s.stop() == 0, s.logs()
-    assert "WARN" not in s.logs(), s.logs()
+    # The one expected warning is the start-up notice that publishing is loopback-only.
+    warnings = [l for l in s.logs().splitlines() if " WARN " in l and "no --publish-token" not in l]
+    assert not warnings, s.logs()
 
 
 def test_burst_of_large_messages_from_200_clients(start_server):

@@ -41,7 +41,7 @@ import pytest
 
 import conftest
 from conftest import free_port, ringcast_bin
-from wsraw import OP_TEXT, RawWS
+from wsraw import OP_TEXT, RawWS, http_request
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,39 +78,11 @@ def request(server, method, path, headers=(), body=b"", port=None, source=None, 
     if isinstance(body, str):
         body = body.encode()
     dst = (host or server.host, port or server.port)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(5)
-    try:
-        if source:
-            s.bind((source, 0))
-        s.connect(dst)
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {dst[0]}:{dst[1]}", "Connection: close"]
-        lines += [f"{k}: {v}" for k, v in headers]
-        if body or method == "POST":
-            lines.append(f"Content-Length: {len(body)}")
-        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise AssertionError(f"connection closed before a response to {method} {path}: {buf!r}")
-            buf += chunk
-        head, rest = buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        hdrs = {}
-        for line in lines[1:]:
-            k, v = line.split(":", 1)
-            hdrs[k.strip().lower()] = v.strip()
-        n = int(hdrs.get("content-length", "0"))
-        while len(rest) < n:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-        return status, hdrs, rest[:n]
-    finally:
-        s.close()
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {dst[0]}:{dst[1]}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return http_request(dst[0], dst[1], ("\r\n".join(lines) + "\r\n\r\n").encode() + body, source=source)
 
 
 def publish(server, topic, data, headers=(JSON_CT,), **kw):

@@ -194,10 +194,11 @@ class RawWS:
             pass
 
 
-def http_request(host, port, raw, timeout=5.0):
+def http_request(host, port, raw, timeout=5.0, source=None):
     """Sends raw request bytes, returns (status, headers, body) of the
-    response (body read by Content-Length)."""
-    s = socket.create_connection((host, port), timeout=timeout)
+    response (body read by Content-Length). `source` binds the client
+    socket to that local address first."""
+    s = socket.create_connection((host, port), timeout=timeout, source_address=(source, 0) if source else None)
     try:
         s.sendall(raw if isinstance(raw, bytes) else raw.encode())
         buf = b""
