@@ -42,15 +42,22 @@
  * after a client's subscribe was acknowledged is never published before
  * the node listens.
  *
- * Faults: any socket error, protocol error, timeout or topology change
- * closes every socket of the link (in-flight PUBLISHes are dropped and
- * counted) and retries after 100 ms doubling to 1 s, with jitter; a new
- * link re-subscribes every wanted channel. Readiness (srv->redis_up) and
- * the redis_* metrics follow.
+ * Answers: a PUB socket remembers what it sent (a FIFO of tickets, probes
+ * and PINGs); each reply answers the oldest. A publisher is answered 200
+ * only for an integer reply, 503 with Redis' words for an error.
  *
- * Thread: shard 0's, except rc_redis_create/destroy (main thread) and the
- * resolver thread (only the resolved-address slot, under a mutex that
- * shard 0 only ever try-locks).
+ * Faults: any socket error, protocol error, a command unanswered for
+ * --redis-timeout-ms (idle sockets are probed every 500 ms; 1 s unanswered
+ * is "stalled") or a topology change fails the link: its unanswered
+ * PUBLISHes are answered 503 (504 on a timeout), its SUB sockets are read
+ * to their end (drain_or_close), and it retries after 100 ms doubling to
+ * 1 s, with jitter; a new link re-subscribes every wanted channel.
+ * Readiness (shard->redis_health, rc_redis_node_health) and the redis_*
+ * metrics follow.
+ *
+ * Thread: the link's shard (shard 0 for the full link), except
+ * rc_redis_create/destroy (main thread) and the resolver thread (only the
+ * resolved-address slot, under a mutex the shard only ever try-locks).
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -348,8 +348,7 @@ static void publish_via_redis(struct rc_shard *s, struct rc_conn *c, const struc
             w->owed--;
         }
     }
-    w = &s->pubwaits[slot]; /* answers on shard 0 may have grown the table */
-    if (--w->owed == 0) {
+    if (--w->owed == 0) { /* every PUBLISH was refused before it left: answered now */
         wait_finish(s, slot, false);
         return;
     }
