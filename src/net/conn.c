@@ -654,19 +654,18 @@ static void ws_client_message(struct rc_shard *s, struct rc_conn *c, uint8_t opc
     }
     /* All or nothing; the operator's dashboard (admin listener) sees everything. */
     if ((cmd.type == RC_CMD_SUBSCRIBE || cmd.type == RC_CMD_SUBSCRIBE_ALL) && !(c->flags & RC_CF_ADMIN)) {
-        const struct rc_claims *claims = s->claims ? s->claims[c->idx] : NULL;
+        static const struct rc_topic_name firehose = {"*", 1};
+        const struct rc_topic_name *names = cmd.type == RC_CMD_SUBSCRIBE_ALL ? &firehose : cmd.topics;
         size_t n = cmd.type == RC_CMD_SUBSCRIBE_ALL ? 1 : cmd.ntopics;
+        const struct rc_claims *claims = s->claims ? s->claims[c->idx] : NULL;
         for (size_t i = 0; i < n; i++) {
-            const char *name = cmd.type == RC_CMD_SUBSCRIBE_ALL ? "*" : cmd.topics[i].name;
-            size_t len = cmd.type == RC_CMD_SUBSCRIBE_ALL ? 1 : cmd.topics[i].len;
-            const char *why = rc_trust_subscribe(s, claims, name, len);
-            if (why) {
-                snprintf(err, sizeof err, "not authorized to subscribe to %.*s: %s (nothing was subscribed)",
-                         (int)RC_MIN(len, (size_t)80), name, why);
-                RC_METRIC_ADD(&s->metrics, subscribe_denied_total, 1);
-                reply_error(s, c, err);
-                goto out;
-            }
+            const char *why = rc_trust_subscribe(s, claims, names[i].name, names[i].len);
+            if (!why) continue;
+            snprintf(err, sizeof err, "not authorized to subscribe to %.*s: %s (nothing was subscribed)",
+                     (int)RC_MIN(names[i].len, (size_t)80), names[i].name, why);
+            RC_METRIC_ADD(&s->metrics, subscribe_denied_total, 1);
+            reply_error(s, c, err);
+            goto out;
         }
     }
     switch (cmd.type) {

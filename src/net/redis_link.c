@@ -143,8 +143,6 @@ struct rl_pend {
  * answer to it tells whether publishing works even with no traffic. */
 #define RL_PROBE_CHANNEL RC_REDIS_PREFIX " probe"
 
-/* What /readyz says of the link (srv->redis_health). */
-enum { RH_DOWN = 0, RH_READY, RH_STALLED, RH_REFUSING };
 
 struct rl_node {
     struct sockaddr_storage addr;
@@ -205,7 +203,7 @@ struct rc_redis {
     uint32_t hold_pending; /* interest additions to release from srv->redis_hold once all is confirmed */
     int agg_health;       /* shard 0: the node's health last logged (rc_redis_node_health) */
     bool agg_down_logged; /* … and it logged leaving ready (so it logs coming back) */
-    int health;           /* RH_*: what readiness says */
+    int health;           /* enum rc_redis_health: what readiness says of this link */
     bool refusing;        /* the last PUBLISH answer was an error */
     char refuse_why[160]; /* that error, for the log line */
     int fail_status;      /* link_fail answers the pending publishes with this (503, or 504 on a timeout) */
@@ -487,18 +485,18 @@ static size_t fail_pending(struct rc_redis *r, struct rl_conn *c, const char *wh
  * of a refusal are published before the state that points at them. */
 static void set_health(struct rc_redis *r, int h) {
     if (h == r->health) return;
-    if (h == RH_STALLED) RC_METRIC_ADD(M(r), redis_stalls_total, 1);
-    if (h == RH_REFUSING) snprintf(r->s->redis_why, sizeof r->s->redis_why, "%s", r->refuse_why);
+    if (h == RC_REDIS_STALLED) RC_METRIC_ADD(M(r), redis_stalls_total, 1);
+    if (h == RC_REDIS_REFUSING) snprintf(r->s->redis_why, sizeof r->s->redis_why, "%s", r->refuse_why);
     r->health = h;
     atomic_store_explicit(&r->s->redis_health, h, memory_order_release);
 }
 
-int rc_redis_node_health(struct rc_server *srv) {
-    int worst = RH_READY;
+enum rc_redis_health rc_redis_node_health(struct rc_server *srv) {
+    enum rc_redis_health worst = RC_REDIS_READY;
     for (unsigned i = 0; i < srv->nshards && srv->shards; i++) {
         int h = atomic_load_explicit(&srv->shards[i].redis_health, memory_order_acquire);
-        if (h == RH_DOWN) return RH_DOWN;
-        if (h == RH_STALLED || (h == RH_REFUSING && worst == RH_READY)) worst = h;
+        if (h == RC_REDIS_DOWN) return RC_REDIS_DOWN;
+        if (h == RC_REDIS_STALLED || (h == RC_REDIS_REFUSING && worst == RC_REDIS_READY)) worst = h;
     }
     return worst;
 }
@@ -514,25 +512,25 @@ static void node_health(struct rc_redis *r) {
     int h = rc_redis_node_health(r->srv), was = r->agg_health;
     if (h == was) return;
     r->agg_health = h;
-    atomic_store_explicit(&M(r)->redis_ready, h == RH_READY, memory_order_relaxed);
-    if (h == RH_READY) {
+    atomic_store_explicit(&M(r)->redis_ready, h == RC_REDIS_READY, memory_order_relaxed);
+    if (h == RC_REDIS_READY) {
         if (r->agg_down_logged) RC_WARN("redis: %s answers publishes again; ready", r->where);
         r->agg_down_logged = false;
         return;
     }
-    if (was != RH_READY || r->agg_down_logged) return;
-    if (h == RH_STALLED) {
+    if (was != RC_REDIS_READY || r->agg_down_logged) return;
+    if (h == RC_REDIS_STALLED) {
         RC_WARN("redis: %s stalled: a command unanswered for over %d ms; not ready (the link is dropped at "
                 "--redis-timeout-ms %u)",
                 r->where, RL_STALL_MS, r->srv->cfg.redis_timeout_ms);
-    } else if (h == RH_REFUSING) {
+    } else if (h == RC_REDIS_REFUSING) {
         for (unsigned i = 0; i < r->srv->nshards; i++) {
             struct rc_shard *s = &r->srv->shards[i];
-            if (atomic_load_explicit(&s->redis_health, memory_order_acquire) != RH_REFUSING) continue;
+            if (atomic_load_explicit(&s->redis_health, memory_order_acquire) != RC_REDIS_REFUSING) continue;
             RC_WARN("redis: %s refuses publishes (%s); not ready until a PUBLISH succeeds", r->where, s->redis_why);
             break;
         }
-    } else if (r->health == RH_DOWN) {
+    } else if (r->health == RC_REDIS_DOWN) {
         return; /* shard 0's link_fail said it */
     } else {
         RC_WARN("redis: a shard's publisher connection to %s is down; not ready until it is back", r->where);
@@ -566,7 +564,7 @@ static void set_up(struct rc_redis *r, bool up) {
         atomic_store_explicit(&r->srv->redis_up, up, memory_order_relaxed);
     }
     if (!up) r->refusing = false;
-    set_health(r, up ? RH_READY : RH_DOWN);
+    set_health(r, up ? RC_REDIS_READY : RC_REDIS_DOWN);
 }
 
 static void count_channels(struct rc_redis *r) {
@@ -1174,7 +1172,7 @@ void rc_redis_tick(struct rc_redis *r) {
             }
         }
     }
-    set_health(r, stalled ? RH_STALLED : r->refusing ? RH_REFUSING : RH_READY);
+    set_health(r, stalled ? RC_REDIS_STALLED : r->refusing ? RC_REDIS_REFUSING : RC_REDIS_READY);
 }
 
 /* ---- what the shards ask for ---- */

@@ -232,6 +232,15 @@ struct rc_pubwait {
     char err[200];      /* the first failure's words */
 };
 
+/* Seed 001's answer to POST /ws/test. */
+static void respond_ws_test(struct rc_shard *s, struct rc_conn *c, const char *when, bool keep_alive) {
+    char resp[160];
+    int n = snprintf(resp, sizeof resp,
+                     "{\"type\":\"test_response\",\"message\":\"Broadcast to all connected clients\",\"timestamp\":\"%s\"}",
+                     when);
+    rc_http_respond(s, c, 200, "application/json", NULL, resp, (size_t)n, keep_alive);
+}
+
 static uint64_t wait_ticket(const struct rc_shard *s, uint32_t slot) {
     return ((uint64_t)s->pubwaits[slot].gen << 32) | slot;
 }
@@ -276,12 +285,7 @@ static void wait_finish(struct rc_shard *s, uint32_t slot, bool held) {
     struct rc_conn *c = w->conn_idx < s->nslots ? s->conns[w->conn_idx] : NULL;
     if (c && c->gen == w->conn_gen && c->state == RC_CONN_HTTP && (!held || (c->flags & RC_CF_PUB_WAIT))) {
         if (w->status == 200 && w->ws_test) {
-            char resp[160];
-            int n = snprintf(resp, sizeof resp,
-                             "{\"type\":\"test_response\",\"message\":\"Broadcast to all connected clients\","
-                             "\"timestamp\":\"%s\"}",
-                             w->when);
-            rc_http_respond(s, c, 200, "application/json", NULL, resp, (size_t)n, w->keep_alive);
+            respond_ws_test(s, c, w->when, w->keep_alive);
         } else if (w->status == 200) {
             char out[64];
             int n = snprintf(out, sizeof out, "{\"published\":%u}", w->acked);
@@ -337,16 +341,8 @@ static void publish_via_redis(struct rc_shard *s, struct rc_conn *c, const struc
     w->owed = (uint32_t)n + 1; /* + this function's own hold: no answer can finish the request under it */
     uint64_t ticket = wait_ticket(s, slot);
     for (size_t i = 0; i < n; i++) {
-        const char *why = NULL;
-        int r = rc_shard_redis_publish(s, &msgs[i], ticket, &why);
-        if (r < 0) { /* never sent: answered here */
-            w = &s->pubwaits[slot];
-            const char *text = r == -EAGAIN ? "redis unavailable: not all messages were published"
-                                            : "out of memory: not all messages were published";
-            if (r == -EAGAIN) RC_METRIC_ADD(&s->metrics, redis_publish_rejected_total, 1);
-            wait_note(w, 503, text, strlen(text));
-            w->owed--;
-        }
+        const char *why = NULL; /* every message was checked: the link answers each one, maybe at once */
+        if (rc_shard_redis_publish(s, &msgs[i], ticket, &why) < 0) rc_publish_answered(s, ticket, 503, why, strlen(why));
     }
     if (--w->owed == 0) { /* every PUBLISH was refused before it left: answered now */
         wait_finish(s, slot, false);
@@ -453,11 +449,7 @@ static void route_ws_test(struct rc_shard *s, struct rc_conn *c, const struct rc
         return;
     }
     if (s->srv->redis) return; /* answered by publish_via_redis, now or when Redis has */
-    char resp[160];
-    int n = snprintf(resp, sizeof resp,
-                     "{\"type\":\"test_response\",\"message\":\"Broadcast to all connected clients\",\"timestamp\":\"%s\"}",
-                     when);
-    rc_http_respond(s, c, 200, "application/json", NULL, resp, (size_t)n, req->keep_alive);
+    respond_ws_test(s, c, when, req->keep_alive);
 }
 
 /* ---- GET /metrics (Prometheus text) ---- */
@@ -548,13 +540,14 @@ void rc_http_route(struct rc_shard *s, struct rc_conn *c, const struct rc_http_r
     }
     if (rc_http_slice_eq(path, plen, "/readyz")) {
         if (!is_get(req)) goto not_allowed;
+        enum rc_redis_health h;
         if (atomic_load_explicit(&s->srv->draining, memory_order_relaxed))
             respond_json(s, c, 503, "{\"ready\":false,\"reason\":\"draining\"}", req);
-        else if (s->srv->redis && rc_redis_node_health(s->srv) != 1) {
-            static const char *const why[] = {"redis unavailable", "", "redis stalled", "redis refusing publishes"};
-            int h = rc_redis_node_health(s->srv);
+        else if (s->srv->redis && (h = rc_redis_node_health(s->srv)) != RC_REDIS_READY) {
+            static const char *const why[] = {[RC_REDIS_DOWN] = "redis unavailable", [RC_REDIS_STALLED] = "redis stalled",
+                                              [RC_REDIS_REFUSING] = "redis refusing publishes"};
             char out[96];
-            snprintf(out, sizeof out, "{\"ready\":false,\"reason\":\"%s\"}", why[h & 3]);
+            snprintf(out, sizeof out, "{\"ready\":false,\"reason\":\"%s\"}", why[h]);
             respond_json(s, c, 503, out, req);
         } else
             respond_json(s, c, 200, "{\"ready\":true}", req);

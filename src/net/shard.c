@@ -199,7 +199,6 @@ void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int d
 
 int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, uint64_t ticket, const char **why) {
     if (!m->checked && (*why = rc_message_check(m, s->cfg->max_message_bytes))) return -EINVAL;
-    if (!atomic_load_explicit(&s->srv->redis_up, memory_order_relaxed) || !rc_redis_up(s->redis)) return -EAGAIN;
     const char *topic = m->broadcast ? "" : m->topic;
     size_t topic_len = m->broadcast ? 0 : m->topic_len;
     rc_redis_publish(s->redis, ticket, topic, topic_len, m->data, m->len, m->broadcast); /* this shard's own link */

@@ -182,7 +182,7 @@ struct rc_shard {
     uint32_t inflight_shard; /* accept/timer/wake requests in flight */
 
     struct rc_redis *redis;        /* --redis: this shard's link (shard 0: srv->redis, the full one; else publisher-only) */
-    atomic_int redis_health;       /* that link's health (redis_link.c RH_*), read by /readyz on any shard */
+    atomic_int redis_health;       /* that link's enum rc_redis_health, read by /readyz on any shard */
     char redis_why[160];           /* why it refuses publishes, written before redis_health says so */
     struct rc_pubwait *pubwaits; /* routes.c: publish requests waiting for Redis' answers, by slot */
     uint32_t npubwaits, pubwaits_free; /* slots allocated; head of the free list (UINT32_MAX: none) */
@@ -311,9 +311,11 @@ void rc_redis_publish(struct rc_redis *r, uint64_t ticket, const char *topic, si
                       size_t dlen, bool broadcast);
 bool rc_redis_sharded(const struct rc_redis *r);
 bool rc_redis_up(const struct rc_redis *r); /* established: publishes may go (the link's own shard) */
+/* What readiness says of a Redis link (shard->redis_health). */
+enum rc_redis_health { RC_REDIS_DOWN = 0, RC_REDIS_READY, RC_REDIS_STALLED, RC_REDIS_REFUSING };
 /* Any thread: the node's Redis health for /readyz, the worst of every
- * shard's link: 0 down, 1 ready, 2 stalled, 3 refusing publishes. */
-int rc_redis_node_health(struct rc_server *srv);
+ * shard's link. */
+enum rc_redis_health rc_redis_node_health(struct rc_server *srv);
 
 /* conn.c */
 struct rc_conn *rc_conn_open(struct rc_shard *s, int fd, bool tls, bool admin);
@@ -370,17 +372,15 @@ int rc_shard_publish(struct rc_shard *s, struct rc_message *m, const char **why)
  * (-1) subscriber of topic t ("*" = the firehose): shard 0's link follows. */
 void rc_shard_redis_interest(struct rc_shard *s, const struct rc_topic *t, int delta);
 
-/* shard.c, with --redis: publishes through Redis (shard 0 sends the
- * PUBLISH) after the same check. Returns 0, -EINVAL with *why set, -EAGAIN
- * when the link is down, -ENOMEM. */
+/* shard.c, with --redis: publishes through this shard's Redis link after
+ * the same check; the link answers ticket (rc_redis_publish). Returns 0, or
+ * -EINVAL with *why set (nothing sent, nothing answered). */
 int rc_shard_redis_publish(struct rc_shard *s, struct rc_message *m, uint64_t ticket, const char **why);
 
-/* A ticket names a publish request waiting on a shard (routes.c's slot
- * generation, 24 bits, and slot index). The shard's own Redis link sends
- * the PUBLISH and answers it there. */
-
 /* routes.c: the answer for one PUBLISH of a request waiting on this shard
- * (status 200, 503 or 504, with Redis' or the link's words in text). */
+ * (status 200, 503 or 504, with Redis' or the link's words in text). A
+ * ticket names the request: its wait slot's generation (24 bits) and index;
+ * the shard's own Redis link carries it and answers it there. */
 void rc_publish_answered(struct rc_shard *s, uint64_t ticket, int status, const char *text, size_t len);
 /* routes.c: frees what the shard's waiting publish requests hold (teardown). */
 void rc_publish_waits_free(struct rc_shard *s);

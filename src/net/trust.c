@@ -236,14 +236,12 @@ static bool origin_matches(const char *pat, size_t plen, const char *o, size_t o
     return true;
 }
 
-/* Whether every Origin header of req is allowed; *present tells whether
- * there was one. With --allowed-origins unset, `unset_allows` decides. */
-static bool origins_ok(const struct rc_trust *t, const struct rc_http_request *req, bool unset_allows, bool *present) {
-    *present = false;
+/* Whether every Origin header of req is allowed (none: yes). With
+ * --allowed-origins unset, `unset_allows` decides. */
+static bool origins_ok(const struct rc_trust *t, const struct rc_http_request *req, bool unset_allows) {
     for (size_t i = 0; i < req->num_headers; i++) {
         const struct rc_http_header *h = &req->headers[i];
         if (h->name_len != 6 || strncasecmp(h->name, "origin", 6)) continue;
-        *present = true;
         if (t->any_origin || (!t->origins.n && unset_allows)) continue;
         bool ok = false;
         for (size_t k = 0; k < t->origins.n && !ok; k++)
@@ -257,13 +255,12 @@ static bool origins_ok(const struct rc_trust *t, const struct rc_http_request *r
 
 int rc_trust_publish(const struct rc_shard *s, struct rc_conn *c, const struct rc_http_request *req,
                      size_t body_len, const char **why) {
-    const struct rc_trust *t = s->srv->trust;
-    bool present;
-    if (!origins_ok(t, req, false, &present)) {
+    struct rc_trust *t = s->srv->trust;
+    if (!origins_ok(t, req, false)) {
         *why = "publishing from a browser page of this origin is not allowed (--allowed-origins)";
         return 403;
     }
-    struct rc_token_set *ts = atomic_load_explicit(&((struct rc_trust *)t)->publish, memory_order_acquire);
+    struct rc_token_set *ts = atomic_load_explicit(&t->publish, memory_order_acquire);
     if (ts) {
         size_t len = 0;
         const char *tok = presented_token(req, &len);
@@ -321,8 +318,7 @@ int rc_trust_upgrade(const struct rc_shard *s, const struct rc_http_request *req
                      char *why, size_t whycap) {
     const struct rc_trust *t = s->srv->trust;
     *claims = NULL;
-    bool present;
-    if (!origins_ok(t, req, true, &present)) {
+    if (!origins_ok(t, req, true)) {
         snprintf(why, whycap, "origin not allowed");
         return 403;
     }
